@@ -1,0 +1,55 @@
+"""diffusion_lib: DDPM / DDIM sampling, step by step.
+
+The notebooks in ``notebooks/`` teach it; this package is their single source
+of truth. Start with :func:`diffusion_lib.sampling.sample`.
+"""
+
+from .device import default_device
+from .guidance import make_eps_fn
+from .model_api import EpsModel, ModelAdapter
+from .noise import SampleNoise, resolve_seeds
+from .sampling import (
+    SampleStep,
+    ddim_step,
+    ddpm_step,
+    predict_eps_from_x0,
+    predict_x0_from_eps,
+    process_x0,
+    sample,
+    sample_progressive,
+    sampling_schedule,
+    timestep_spacing,
+)
+from .schedule import (
+    NoiseSchedule,
+    cosine_schedule,
+    linear_schedule,
+    make_schedule,
+    sigmoid_schedule,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EpsModel",
+    "ModelAdapter",
+    "NoiseSchedule",
+    "SampleNoise",
+    "SampleStep",
+    "cosine_schedule",
+    "ddim_step",
+    "ddpm_step",
+    "default_device",
+    "linear_schedule",
+    "make_eps_fn",
+    "make_schedule",
+    "predict_eps_from_x0",
+    "predict_x0_from_eps",
+    "process_x0",
+    "resolve_seeds",
+    "sample",
+    "sample_progressive",
+    "sampling_schedule",
+    "sigmoid_schedule",
+    "timestep_spacing",
+]

@@ -1,0 +1,73 @@
+"""Shared fixtures: small analytic models whose exact ε̂ is known."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from diffusion_lib.schedule import NoiseSchedule, linear_schedule
+
+torch.set_num_threads(2)
+
+
+class GaussianOracle(nn.Module):
+    """The exact ε̂ for data x0 ~ N(mu, s² I).
+
+    x_t = √ᾱ x0 + √(1−ᾱ) ε is Gaussian, so E[ε | x_t] =
+    √(1−ᾱ) (x_t − √ᾱ mu) / (ᾱ s² + 1 − ᾱ). A perfect model: a sampler that
+    is right must return N(mu, s²) samples.
+    """
+
+    null_label = None
+    num_classes = 0
+
+    def __init__(self, schedule: NoiseSchedule, mu: float, s: float) -> None:
+        super().__init__()
+        self.register_buffer("a_bar", schedule.alphas_cumprod.double())
+        self.mu, self.s = mu, s
+
+    def forward(self, x_t: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
+        a = self.a_bar[t].reshape((-1,) + (1,) * (x_t.ndim - 1))
+        eps = (1 - a).sqrt() * (x_t.double() - a.sqrt() * self.mu) / (a * self.s**2 + 1 - a)
+        return eps.to(x_t.dtype)
+
+
+class ClassOracle(nn.Module):
+    """A conditional oracle: class c has data N(means[c], s²); the null label
+    gives the unconditional ε̂ of an equal mixture approximated by N(mean of means, ...).
+
+    Used for guidance equivalence tests, not for distribution checks.
+    """
+
+    def __init__(self, schedule: NoiseSchedule, num_classes: int = 3) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.null_label = num_classes
+        self.register_buffer("a_bar", schedule.alphas_cumprod)
+        self.register_buffer("means", torch.linspace(-0.5, 0.5, num_classes + 1))
+        self.calls: list[int] = []
+
+    def forward(self, x_t: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
+        self.calls.append(x_t.shape[0])
+        if labels is None:
+            labels = torch.full((x_t.shape[0],), self.null_label, dtype=torch.long)
+        a = self.a_bar[t].reshape((-1,) + (1,) * (x_t.ndim - 1))
+        mu = self.means[labels].reshape(a.shape)
+        return (1 - a).sqrt() * (x_t - a.sqrt() * mu) / (a * 0.04 + 1 - a) + 0.01 * torch.sin(x_t)
+
+
+@pytest.fixture
+def schedule() -> NoiseSchedule:
+    return linear_schedule(1000)
+
+
+@pytest.fixture
+def small_schedule() -> NoiseSchedule:
+    return linear_schedule(50)
+
+
+def sqrt(x: float) -> float:
+    return math.sqrt(x)
