@@ -26,7 +26,12 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest --nbval-lax tests notebooks
+
+# Re-execute every notebook from its .py twin and store the outputs (fixed seeds).
+notebooks: setup
+	$(PY) tools/notebooks.py header
+	$(PY) tools/notebooks.py build
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
