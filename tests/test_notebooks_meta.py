@@ -27,7 +27,8 @@ def test_headers_come_from_pyproject_url():
         assert nbtools.colab_url(py.with_suffix(".ipynb").name) in text
         assert f"git+{url}" in text
     readme = (ROOT / "README.md").read_text()
-    assert "colab-badge.svg" in readme and nbtools.repository_url().split("github.com/")[1] in readme
+    slug = url.split("github.com/")[1]
+    assert "colab-badge.svg" in readme and slug in readme
 
 
 def test_notebooks_committed_with_outputs_and_no_widget_state():
