@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # environment has no torch yet (Colab and CUDA machines keep their own).
 TORCH_PIN ?= 2.13.0
 
-.PHONY: setup lab test lint notebooks clean
+.PHONY: setup lab test lint notebooks clean chromium
 
 setup: $(VENV)/.installed
 
@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "torch==$(TORCH_PIN)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
 lab: setup
@@ -25,7 +25,21 @@ lab: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test: lint
+# The browser test (tests/browser/, docs/browser-test.md) drives Debian's chromium through
+# Playwright, which never downloads a browser. As root this installs chromium; anyone else
+# is told how and the test command stops here. `make lab` does not need it.
+chromium:
+	@if [ -n "$$CHROMIUM_PATH" ] || command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium for the browser test (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "ERROR: the browser test needs chromium. Install it (Debian/Ubuntu:" \
+			"sudo apt-get install -y chromium) or set CHROMIUM_PATH, then run make test again." >&2; \
+		exit 1; \
+	fi
+
+test: lint chromium
 	$(PY) -m pytest --nbval-lax tests notebooks
 
 # Re-execute every notebook from its .py twin and store the outputs (fixed seeds).

@@ -190,6 +190,11 @@ class TimestepScrubber:
         controls = widgets.HBox([self.play, self.back, self.slider, self.forward, self.label])
         header = [widgets.HTML(f"<b>{title}</b>")] if title else []
         self.widget = widgets.VBox([*header, controls, self.bar, self.image])
+        # Stable CSS hooks for the browser test (tests/browser/): add_class works on 7.7 and 8.
+        self.widget.add_class("timestep-scrubber")
+        self.slider.add_class("timestep-scrubber-slider")
+        self.label.add_class("timestep-scrubber-label")
+        self.image.add_class("timestep-scrubber-image")
         self.show(0)
 
     def step(self, delta: int) -> None:
@@ -207,7 +212,10 @@ class TimestepScrubber:
         t, a_bar = self.frames.t[i], self.frames.alpha_bar[i]
         self.label.value = f"&nbsp;t = <b>{t}</b> &nbsp; ᾱ_t = {a_bar:.4f}"
         self.bar.value = signal_noise_bar(a_bar)
-        self.image.value = self.frame_png(i)
+        png = self.frame_png(i)
+        self.image.value = png
+        # show at its own pixel size: JupyterLab would otherwise stretch it to the cell width
+        self.image.width = str(int.from_bytes(png[16:20], "big"))
 
     def _on_change(self, change: dict) -> None:
         self.show(int(change["new"]))
