@@ -1,0 +1,186 @@
+"""``python -m diffusion_lib generate``: many samples to PNG files + a manifest.
+
+    python -m diffusion_lib generate --model digits -n 10000 --sampler ddim --steps 50 \\
+        --guidance 3 --labels 0-9 --seed 0 --batch-size 256 --out samples/digits
+
+    # the same on 4 GPUs (or 4 CPU processes): each rank makes its share
+    torchrun --nproc_per_node=4 -m diffusion_lib generate ...same arguments...
+
+(-n, --num-images and --n are the same option, but torchrun's own parser
+rejects --n as an ambiguous abbreviation of its options: use -n there.)
+
+Writes DIR/run.json (the settings), DIR/sample_00000.png … and DIR/manifest.csv
+(file, index, seed, label). Image i uses seed + i and label labels[i % len];
+it is the same whatever the batch size or the number of processes. Re-run the
+same command after an interruption (even kill -9) to finish the set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .generate import (
+    DEFAULT_MODEL_BATCH,
+    GenerateConfig,
+    Workers,
+    parse_indices,
+    parse_labels,
+    prepare,
+    run_plan,
+)
+from .guidance import CFG_MODES
+from .sampling import SAMPLERS, SPACINGS, VARIANCES, X0_MODES
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``generate`` on an ``argparse`` subparsers object."""
+    parser = subparsers.add_parser(
+        "generate",
+        help="generate many samples to PNG files with a manifest (resumable, torchrun-aware)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="a shipped model (see diffusion_lib.pretrained.available_models()), or the path "
+        "of a checkpoint (<stem>.json next to <stem>.safetensors)",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument(
+        "-n",
+        "--num-images",
+        "--n",
+        dest="n",
+        required=True,
+        type=int,
+        help="number of images, indices 0…n-1 (under torchrun write -n or --num-images: "
+        "torchrun's own parser rejects --n as an ambiguous abbreviation)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="base seed; image i uses seed+i")
+    parser.add_argument("--sampler", default="ddim", choices=SAMPLERS, help="default ddim")
+    parser.add_argument("--steps", type=int, default=50, help="sampling steps, 1…T (default 50)")
+    parser.add_argument("--spacing", default="leading", choices=SPACINGS, help="default leading")
+    parser.add_argument("--eta", type=float, default=0.0, help="DDIM's η (default 0)")
+    parser.add_argument(
+        "--variance", default="beta_tilde", choices=VARIANCES, help="DDPM's σ² (default beta_tilde)"
+    )
+    parser.add_argument("--x0-mode", default="clip", choices=X0_MODES, help="default clip")
+    parser.add_argument(
+        "--labels",
+        help="classes cycled over the images: 3, 1,4,7 or 0-9 (image i gets labels[i %% len]); "
+        "omit for unconditional samples",
+    )
+    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale w")
+    parser.add_argument("--cfg-mode", default="batched", choices=CFG_MODES, help="default batched")
+    parser.add_argument(
+        "--batch-size", type=int, default=256, help="images per batch (memory; default 256)"
+    )
+    parser.add_argument(
+        "--model-batch",
+        type=int,
+        default=DEFAULT_MODEL_BATCH,
+        help="rows per model call, fixed so images do not depend on the batch size "
+        f"(default {DEFAULT_MODEL_BATCH}; 0 = whole batches, faster on big GPUs but then "
+        "the last bits may depend on the batch size); recorded in run.json",
+    )
+    parser.add_argument(
+        "--indices",
+        help="make only START:STOP of the n images in this call (split a run into parts)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="cpu, cuda, cuda:N, mps or auto (default); under torchrun, cuda means cuda:LOCAL_RANK",
+    )
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=handler)
+    return parser
+
+
+def _device(spec: str, workers: Workers) -> torch.device:
+    """The device of this process: ``auto``/``cuda`` → ``cuda:LOCAL_RANK`` under torchrun."""
+    from .device import default_device, resolve_device
+
+    device = default_device() if spec == "auto" else resolve_device(spec)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {spec}: CUDA is not available on this machine")
+        if device.index is None:
+            device = torch.device("cuda", workers.local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    return device
+
+
+def _load_model(name: str, device: torch.device) -> tuple[Any, Any, str]:
+    """(model, schedule, recorded name) for a shipped model name or a checkpoint path."""
+    from .pretrained import load_checkpoint, load_pretrained, schedule_from_info
+
+    path = Path(name)
+    if path.suffix in (".json", ".safetensors") or len(path.parts) > 1:
+        model, info = load_checkpoint(path, device=device)
+        if not info.get("schedule"):
+            raise ValueError(f"{name} is not a diffusion model (its checkpoint has no schedule)")
+        return model, schedule_from_info(info), path.with_suffix("").name
+    model, schedule = load_pretrained(name, device=device)
+    return model, schedule, name
+
+
+def handler(args: argparse.Namespace) -> int:
+    """Handler of ``generate``: check everything, then generate; 2 on a bad argument."""
+    try:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ValueError(f"--threads must be >= 1, got {args.threads}")
+            torch.set_num_threads(args.threads)
+        if args.model_batch < 0:
+            raise ValueError(f"--model-batch must be >= 0 (0 = off), got {args.model_batch}")
+        config = GenerateConfig(
+            n=args.n,
+            seed=args.seed,
+            sampler=args.sampler,
+            steps=args.steps,
+            spacing=args.spacing,
+            eta=args.eta,
+            variance=args.variance,
+            x0_mode=args.x0_mode,
+            labels=None if args.labels is None else parse_labels(args.labels),
+            guidance=args.guidance,
+            cfg_mode=args.cfg_mode,
+            model_batch=args.model_batch or None,
+        )
+        indices = None if args.indices is None else parse_indices(args.indices, max(args.n, 1))
+        workers = Workers.from_env()
+        device = _device(args.device, workers)
+        model, schedule, name = _load_model(args.model, device)
+        plan = prepare(
+            model,
+            schedule,
+            args.out,
+            config,
+            model_name=name,
+            batch_size=args.batch_size,
+            indices=indices,
+            workers=workers,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        result = run_plan(plan, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: every finished image in {args.out} is whole; "
+            "re-run the same command to finish the set",
+            file=sys.stderr,
+        )
+        return 130
+    if workers.rank == 0:
+        print(result.summary())
+    return 0
