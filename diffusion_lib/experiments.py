@@ -1,0 +1,185 @@
+"""Measured comparisons shared by the notebooks and ``benchmarks/``.
+
+One function per question, each returning plain rows (dicts) that a notebook can
+plot and a benchmark can write as JSON/Markdown:
+
+- :func:`sampler_grid` — how do samplers and step counts trade time for quality?
+- :func:`guidance_sweep` — what does the guidance scale w do to accuracy, FD and diversity?
+
+A notebook on a CPU runs a small slice live and reads the full table that
+``benchmarks/`` committed; both come from these functions, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .metrics import DigitClassifier, digits_quality, load_classifier
+from .sampling import sample
+from .schedule import NoiseSchedule
+
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+@dataclass(frozen=True)
+class SamplerSetting:
+    """One sampler configuration: the keyword arguments of :func:`diffusion_lib.sample`."""
+
+    sampler: str = "ddpm"
+    steps: int = 1000
+    spacing: str = "leading"
+    eta: float = 0.0
+    variance: str = "beta_tilde"
+    label: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        if self.label:
+            return self.label
+        if self.sampler == "ddim":
+            return f"DDIM η={self.eta:g}"
+        if self.sampler == "naive_strided":
+            return "naive strided (chapter)"
+        return f"DDPM σ²={'β̃' if self.variance == 'beta_tilde' else 'β'}"
+
+    def kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = dict(sampler=self.sampler, steps=self.steps, **self.extra)
+        if self.sampler != "naive_strided":
+            kw["spacing"] = self.spacing
+        if self.sampler == "ddim":
+            kw["eta"] = self.eta
+        if self.sampler == "ddpm":
+            kw["variance"] = self.variance
+        return kw
+
+
+def _timed_sample(
+    model: nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...], **kwargs: Any
+) -> tuple[torch.Tensor, float]:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    x = sample(model, schedule, shape, progress=False, **kwargs)
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    return x.cpu(), time.perf_counter() - start
+
+
+def sampler_grid(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    settings: Iterable[SamplerSetting],
+    *,
+    n: int = 100,
+    seed: int = 0,
+    guidance_scale: float | None = None,
+    classifier: DigitClassifier | None = None,
+) -> list[dict[str, Any]]:
+    """Sample ``n`` digits (classes 0…9 in turn) with every setting and measure each.
+
+    Returns rows with ``name``, the setting's fields, ``model_calls`` (steps the
+    sampler took), ``seconds`` (wall time), ``fd``, ``fd_floor``, ``accuracy``.
+    """
+    classifier = classifier if classifier is not None else load_classifier()
+    labels = torch.arange(n) % 10
+    rows = []
+    for setting in settings:
+        x, seconds = _timed_sample(
+            model, schedule, (n, 1, 8, 8), labels=labels, seed=seed,
+            guidance_scale=guidance_scale, **setting.kwargs(),
+        )  # fmt: skip
+        q = digits_quality(x.clamp(-1, 1), labels, classifier)
+        row = {k: v for k, v in asdict(setting).items() if k not in ("label", "extra")}
+        row.update(
+            name=setting.name,
+            n=n,
+            seconds=seconds,
+            fd=q.fd,
+            fd_floor=q.fd_floor,
+            accuracy=q.accuracy,
+        )
+        rows.append(row)
+    return rows
+
+
+def guidance_sweep(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    scales: Sequence[float],
+    *,
+    n: int = 100,
+    seed: int = 0,
+    classifier: DigitClassifier | None = None,
+    **sampler_kwargs: Any,
+) -> tuple[list[dict[str, Any]], dict[float, torch.Tensor]]:
+    """Sample ``n`` digits per guidance scale w and measure accuracy, FD and diversity.
+
+    Returns the rows and the samples (first 20 of each w) for grids.
+    """
+    classifier = classifier if classifier is not None else load_classifier()
+    labels = torch.arange(n) % 10
+    rows, grids = [], {}
+    for w in scales:
+        x, seconds = _timed_sample(
+            model,
+            schedule,
+            (n, 1, 8, 8),
+            labels=labels,
+            seed=seed,
+            guidance_scale=float(w),
+            **sampler_kwargs,
+        )
+        q = digits_quality(x.clamp(-1, 1), labels, classifier)
+        rows.append(
+            dict(
+                w=float(w),
+                n=n,
+                seconds=seconds,
+                accuracy=q.accuracy,
+                fd=q.fd,
+                fd_floor=q.fd_floor,
+                diversity=q.diversity,
+                diversity_real=q.diversity_real,
+                saturated=float((x.abs() >= 0.999).float().mean()),
+            )
+        )
+        grids[float(w)] = x[:20]
+    return rows, grids
+
+
+# ------------------------------------------------------------------ tables
+def write_results(name: str, payload: dict[str, Any], markdown: str) -> Path:
+    """Write ``benchmarks/results/<name>.json`` and ``.md``; return the JSON path."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=1) + "\n")
+    (RESULTS_DIR / f"{name}.md").write_text(markdown)
+    return path
+
+
+def read_results(name: str) -> dict[str, Any] | None:
+    """The committed ``benchmarks/results/<name>.json``, or None when it is absent."""
+    path = RESULTS_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]]) -> str:
+    """A Markdown table; ``columns`` are (key, header, format spec)."""
+    head = "| " + " | ".join(h for _, h, _ in columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
+    body = [
+        "| " + " | ".join(
+            format(r[k], f) if r.get(k) is not None else "–" for k, _, f in columns
+        ) + " |"
+        for r in rows
+    ]  # fmt: skip
+    return "\n".join([head, rule, *body]) + "\n"
