@@ -1,0 +1,61 @@
+"""The shared experiment helpers behind notebooks 04/05 and benchmarks/."""
+
+from __future__ import annotations
+
+import pytest
+
+from diffusion_lib.experiments import (
+    SamplerSetting,
+    guidance_sweep,
+    markdown_table,
+    read_results,
+    sampler_grid,
+)
+from diffusion_lib.pretrained import load_pretrained
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_pretrained("digits")
+
+
+def test_setting_names_and_kwargs():
+    assert SamplerSetting("ddim", 50, eta=0.5).name == "DDIM η=0.5"
+    assert SamplerSetting("ddpm", 10, variance="beta").name == "DDPM σ²=β"
+    assert SamplerSetting("naive_strided", 25).kwargs() == {"sampler": "naive_strided", "steps": 25}
+    assert SamplerSetting("ddim", 5, eta=1.0).kwargs()["eta"] == 1.0
+
+
+def test_sampler_grid_rows(digits):
+    model, schedule = digits
+    rows = sampler_grid(model, schedule, [SamplerSetting("ddim", 3)], n=20)
+    (row,) = rows
+    assert row["name"] == "DDIM η=0" and row["steps"] == 3 and row["n"] == 20
+    assert row["seconds"] > 0 and row["fd"] > 0 and row["fd_floor"] > 0
+    assert 0.0 <= row["accuracy"] <= 1.0
+
+
+def test_guidance_sweep_rows_and_grids(digits):
+    model, schedule = digits
+    rows, grids = guidance_sweep(model, schedule, [0.0, 2.0], n=20, sampler="ddim", steps=3)
+    assert [r["w"] for r in rows] == [0.0, 2.0]
+    assert set(grids) == {0.0, 2.0} and grids[2.0].shape == (20, 1, 8, 8)
+    assert all(0.0 <= r["saturated"] <= 1.0 for r in rows)
+
+
+def test_markdown_table_formats_and_marks_missing():
+    md = markdown_table([{"a": 1.234, "b": None}], [("a", "A", ".1f"), ("b", "B", ".0%")])
+    assert md.splitlines() == ["| A | B |", "|---|---|", "| 1.2 | – |"]
+
+
+def test_committed_tables_exist_and_cover_the_grid():
+    fewer = read_results("fewer_steps")
+    assert fewer is not None
+    steps = {(r["sampler"], r["steps"]) for r in fewer["rows"]}
+    for s in (10, 25, 50, 100, 250):
+        assert {("naive_strided", s), ("ddpm", s), ("ddim", s)} <= steps
+    assert ("ddpm", 1000) in steps
+    guidance = read_results("guidance")
+    assert guidance is not None
+    assert [r["w"] for r in guidance["rows"]] == [0.0, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0]
+    assert read_results("no_such_table") is None
