@@ -25,3 +25,11 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
         raise ValueError(
             f"unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N', 'mps' or None (auto)"
         ) from err
+
+
+def model_device(model: object) -> torch.device:
+    """The device of a model's first parameter; the CPU for a model without any."""
+    if isinstance(model, torch.nn.Module):
+        for p in model.parameters():
+            return p.device
+    return torch.device("cpu")

@@ -67,6 +67,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .device import model_device
 from .guidance import CFG_MODES, CfgMode
 from .images import IMAGE_CHANNELS, save_png, to_uint8
 from .model_api import null_label_of
@@ -559,13 +560,6 @@ class GeneratePlan:
     device: torch.device
 
 
-def _model_device(model: object) -> torch.device:
-    if isinstance(model, nn.Module):
-        for p in model.parameters():
-            return p.device
-    return torch.device("cpu")
-
-
 def prepare(
     model: Callable[..., Tensor],
     schedule: NoiseSchedule,
@@ -608,7 +602,7 @@ def prepare(
         batch_size=int(batch_size),
         indices=indices,
         workers=workers or Workers.from_env(),
-        device=_model_device(model),
+        device=model_device(model),
     )
 
 

@@ -28,10 +28,10 @@ from typing import Literal, get_args
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
-from .device import resolve_device
+from .device import model_device, resolve_device
 from .guidance import CfgMode, make_eps_fn
 from .model_api import EpsModel, check_model_output, null_label_of
 from .noise import SampleNoise, resolve_seeds
@@ -328,13 +328,6 @@ class SampleStep:
     """The output, x_{t−1}; after the last step, the sample."""
 
 
-def _model_device(model: object) -> torch.device | None:
-    if isinstance(model, nn.Module):
-        for p in model.parameters():
-            return p.device
-    return None
-
-
 def _as_labels(
     labels: Tensor | Sequence[int] | int | None, batch: int, model: object, device: torch.device
 ) -> Tensor | None:
@@ -437,11 +430,7 @@ def sample_progressive(
         if not 1 <= steps <= num_timesteps:
             raise ValueError(f"steps must be between 1 and T = {num_timesteps}, got {steps}")
 
-    dev = (
-        torch.device(device)
-        if device is not None
-        else _model_device(model) or resolve_device("cpu")
-    )
+    dev = resolve_device(device) if device is not None else model_device(model)
     y = _as_labels(labels, batch, model, dev)
     eps_fn = make_eps_fn(model, y, guidance_scale, cfg_mode)
     noise = SampleNoise(resolve_seeds(batch, seed, seeds), shape[1:], dev)
