@@ -90,6 +90,7 @@ def save_checkpoint(
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in
              model.state_dict().items()}
     save_file(state, str(weights_path))
+    weights_path.chmod(0o644)  # safetensors writes 0600; the files ship in the package
     info: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
