@@ -39,8 +39,11 @@ chromium:
 		exit 1; \
 	fi
 
+# One OpenMP thread for the test run: on a shared 2-core VM, two torch threads were seen to
+# stall (the same 25-step sampling call took 1.6 s, then 58 s) while one thread stays steady.
+# The notebooks themselves keep torch's default when you run them (make lab).
 test: lint chromium
-	$(PY) -m pytest --nbval-lax tests notebooks
+	OMP_NUM_THREADS=1 $(PY) -m pytest --nbval-lax tests notebooks
 
 # Re-execute every notebook from its .py twin and store the outputs (fixed seeds).
 notebooks: setup
