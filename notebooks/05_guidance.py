@@ -133,8 +133,9 @@ print(f"two-pass {timings['two_pass']:.2f} s, batched {timings['batched']:.2f} s
       f"max difference {(outputs['two_pass'] - outputs['batched']).abs().max():.1e}")
 
 # %% [markdown]
-# On a 2-core CPU the two are about as fast: the CPU is already busy with batch B. The
-# committed CUDA benchmarks (notebook 06) show the batched call's advantage on a GPU.
+# On a 2-core CPU the two are about as fast: the CPU is already busy with batch B. On a GPU a
+# small batch leaves the device idle, which is where the single batched call pays; measuring
+# that is part of the CUDA benchmark (no GPU numbers are committed yet, see notebook 06).
 #
 # ## 4. The guidance sweep
 #
