@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
-import pytest
 import torch
 from torch import Tensor, nn
 
-from diffusion_lib.schedule import NoiseSchedule, linear_schedule
+from diffusion_lib.schedule import NoiseSchedule
 
 torch.set_num_threads(2)
 
@@ -58,16 +55,3 @@ class ClassOracle(nn.Module):
         mu = self.means[labels].reshape(a.shape)
         return (1 - a).sqrt() * (x_t - a.sqrt() * mu) / (a * 0.04 + 1 - a) + 0.01 * torch.sin(x_t)
 
-
-@pytest.fixture
-def schedule() -> NoiseSchedule:
-    return linear_schedule(1000)
-
-
-@pytest.fixture
-def small_schedule() -> NoiseSchedule:
-    return linear_schedule(50)
-
-
-def sqrt(x: float) -> float:
-    return math.sqrt(x)
