@@ -99,6 +99,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="cpu, cuda, cuda:N, mps or auto (default); under torchrun, cuda means cuda:LOCAL_RANK",
     )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="replay each sampling step as one CUDA graph (same images; faster on a GPU)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=handler)
     return parser
@@ -173,7 +178,7 @@ def handler(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
-        result = run_plan(plan, progress=not args.no_progress)
+        result = run_plan(plan, progress=not args.no_progress, cuda_graph=args.cuda_graph)
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: every finished image in {args.out} is whole; "

@@ -1,4 +1,4 @@
-"""Inference speed helpers: mixed-precision autocast and ``torch.compile`` with a fallback.
+"""Inference speed helpers: autocast, ``torch.compile`` with a fallback, CUDA graphs.
 
 Both wrap a model that follows the library's API, ``model(x_t, t, labels=None) -> ε̂``
 (:mod:`diffusion_lib.model_api`), so the result goes straight into
@@ -9,11 +9,16 @@ Both wrap a model that follows the library's API, ``model(x_t, t, labels=None) -
   t = T−1, and its square ~4e8, far above fp16's 65504) stays in float32.
 * :func:`compile_model` calls ``torch.compile`` and falls back to the eager model,
   with the reason, when compilation fails (no C compiler, unsupported op, …).
+* :class:`StepGraph` records one whole reverse step (model call, x̂0, the update,
+  the noise term) as a CUDA graph and replays it once per timestep, so a step
+  costs one launch instead of one per kernel. The sampler uses it with
+  ``sample(..., cuda_graph=True)``. On the CPU the same static-buffer step runs
+  eagerly, which is how the tests check that it computes what the eager loop does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -59,7 +64,10 @@ class AutocastModel(nn.Module):
         device_type: ``"cpu"`` or ``"cuda"``; default: the device of the model's
             first parameter (CPU for a model without parameters).
         check_finite: raise :class:`FloatingPointError` when ε̂ holds NaN or ±inf
-            (costs one reduction per call; fp16 overflow shows up this way).
+            (costs one reduction per call and, on a GPU, one host synchronisation;
+            fp16 overflow shows up this way). Skipped while a CUDA graph is being
+            captured or ``torch.compile`` traces; the sampler then checks the final
+            sample instead.
 
     The wrapper forwards ``null_label`` and ``num_classes`` so guidance and label
     checks work as with the bare model.
@@ -97,10 +105,12 @@ class AutocastModel(nn.Module):
         return fn(x_t, t, labels)
 
     def forward(self, x_t: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
-        with torch.autocast(device_type=self.device_type, dtype=self.dtype):
+        # cache_enabled=False: each call is its own autocast region, so the weight-cast
+        # cache would never be reused, and CUDA-graph capture requires it off
+        with torch.autocast(device_type=self.device_type, dtype=self.dtype, cache_enabled=False):
             eps = self._call(x_t, t, labels)
         eps = eps.float()
-        if self.check_finite and not bool(torch.isfinite(eps).all()):
+        if self.check_finite and not _capturing(eps) and not bool(torch.isfinite(eps).all()):
             ts = sorted({int(v) for v in t.reshape(-1).tolist()})
             name = str(self.dtype).replace("torch.", "")
             hint = (
@@ -114,6 +124,13 @@ class AutocastModel(nn.Module):
                 f"{' …' if len(ts) > 4 else ''}; {hint}"
             )
         return eps
+
+
+def _capturing(x: Tensor) -> bool:
+    """True inside CUDA-graph capture or ``torch.compile`` tracing: no host reads allowed."""
+    if torch.compiler.is_compiling():
+        return True
+    return x.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
 def compile_model(
@@ -149,4 +166,127 @@ def compile_model(
     return compiled, "compiled"  # type: ignore[return-value]
 
 
-__all__ = ["AUTOCAST_DTYPES", "AutocastModel", "compile_model"]
+StepFn = Callable[[Tensor, Tensor, Tensor | None], tuple[Tensor, Tensor, Tensor]]
+"""``step_fn(x_t, i, z) -> (x_prev, x̂0, ε̂)``: one reverse step with a (B,) step-index tensor."""
+
+
+class StepGraph:
+    """One whole reverse step in static buffers, captured as a CUDA graph on CUDA.
+
+    The step reads three static buffers, x_t (B, ...), the step index i (B,)
+    int64 and the noise z (B, ...), and at its end writes x_{t−1} back into x_t
+    and decrements i, so replaying the graph S times walks S steps. Per step the
+    host only copies the next z in (skipped for deterministic samplers) and
+    launches the graph: no synchronisation, no allocation.
+
+    Args:
+        step_fn: ``step_fn(x_t, i, z) -> (x_prev, x̂0, ε̂)``; pure (it must not
+            touch its inputs) and free of host reads (no ``.item()``,
+            ``int(tensor)``, data-dependent Python branches), as CUDA graphs
+            require. :func:`diffusion_lib.sampling.sample_progressive` builds it.
+        x_T: the starting batch (B, ...), float32; copied.
+        first_index: the step index of the first step (S − 1).
+        uses_noise: whether ``step_fn`` reads z.
+        capture: record a CUDA graph; default: when ``x_T`` is on a CUDA device.
+            Without capture the same step runs eagerly on the buffers.
+        warmup: eager runs on a side stream before capture (they initialise
+            cuBLAS/cuDNN and let ``torch.compile`` compile); the first one goes
+            through ``first_call`` so a shape error is reported clearly.
+        first_call: wraps the first call of ``step_fn``, e.g.
+            :func:`diffusion_lib.model_api.check_model_output`.
+
+    Example (CPU: no capture, same numbers):
+        >>> def step(x, i, z):
+        ...     return 0.5 * x, x, x
+        >>> g = StepGraph(step, torch.ones(2, 3), first_index=1, uses_noise=False)
+        >>> g.step(None)[0].tolist()
+        [[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]]
+        >>> g.x.tolist(), g.index.tolist()
+        ([[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]], [0, 0])
+    """
+
+    def __init__(
+        self,
+        step_fn: StepFn,
+        x_T: Tensor,
+        first_index: int,
+        uses_noise: bool,
+        *,
+        capture: bool | None = None,
+        warmup: int = 2,
+        first_call: Callable[[Callable[[], Any], Tensor], Any] | None = None,
+    ) -> None:
+        self.step_fn = step_fn
+        self.x = x_T.detach().to(torch.float32).clone()  # (B, ...), static
+        self.index = torch.full(
+            (x_T.shape[0],), int(first_index), dtype=torch.long, device=x_T.device
+        )
+        self.z = torch.zeros_like(self.x) if uses_noise else None
+        self.capture = x_T.is_cuda if capture is None else bool(capture)
+        if self.capture and not x_T.is_cuda:
+            raise ValueError(
+                f"CUDA-graph capture needs the batch on a CUDA device, got {x_T.device}; "
+                "use capture=False (eager static buffers) on the CPU"
+            )
+        self.graph: Any = None
+        self._outputs: tuple[Tensor, Tensor, Tensor] | None = None
+        self._first_call = first_call
+        if self.capture:
+            self._record(warmup)
+
+    def _run(self) -> tuple[Tensor, Tensor, Tensor]:
+        return self.step_fn(self.x, self.index, self.z)
+
+    def _advance(self, out: tuple[Tensor, Tensor, Tensor]) -> None:
+        self.x.copy_(out[0])
+        self.index.sub_(1)
+
+    def _checked_run(self) -> tuple[Tensor, Tensor, Tensor]:
+        if self._first_call is None:
+            return self._run()
+        checked: list[tuple[Tensor, Tensor, Tensor]] = []
+
+        def eps_only() -> Tensor:
+            checked.append(self._run())
+            return checked[0][2]
+
+        self._first_call, first_call = None, self._first_call
+        first_call(eps_only, self.x)
+        return checked[0]
+
+    def _record(self, warmup: int) -> None:
+        side = torch.cuda.Stream(device=self.x.device)
+        side.wait_stream(torch.cuda.current_stream(self.x.device))
+        with torch.cuda.stream(side):
+            for _ in range(max(1, warmup)):
+                self._checked_run()  # results discarded: the buffers are not advanced
+        torch.cuda.current_stream(self.x.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            out = self._run()
+            self._outputs = (out[0], out[1], out[2])
+            self._advance(out)
+
+    def step(self, z: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Take one step with noise ``z`` (B, ...) (``None``: keep the buffer; a
+        step that multiplies its noise by 0, like the last, may pass ``None``).
+
+        Returns:
+            (x_{t−1}, x̂0, ε̂), each (B, ...). Under capture these are the graph's
+            own buffers, overwritten by the next step: clone what you keep.
+            ``self.x`` already holds x_{t−1} and ``self.index`` the next index.
+        """
+        if z is not None:
+            if self.z is None:
+                raise ValueError("this StepGraph was built with uses_noise=False; pass z=None")
+            self.z.copy_(z, non_blocking=True)
+        if self.graph is not None:
+            self.graph.replay()
+            assert self._outputs is not None
+            return self._outputs
+        out = self._checked_run()
+        self._advance(out)
+        return out
+
+
+__all__ = ["AUTOCAST_DTYPES", "AutocastModel", "StepFn", "StepGraph", "compile_model"]

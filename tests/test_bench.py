@@ -1,0 +1,87 @@
+"""``python -m diffusion_lib bench``: its baseline is the chapter's loop, its table is whole."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import GaussianOracle
+
+from diffusion_lib.__main__ import main
+from diffusion_lib.bench import BenchConfig, load_chapter_loop, markdown, run_bench
+from diffusion_lib.noise import SampleNoise
+from diffusion_lib.sampling import sample
+from diffusion_lib.schedule import linear_schedule
+
+
+def test_chapter_baseline_computes_the_libraries_ddpm_with_beta_variance(monkeypatch):
+    # Feed the chapter's loop the noise our per-sample streams would use: with σ² = β
+    # and x̂0 clipped it must land where sample(variance="beta") lands.
+    chapter = load_chapter_loop()
+    assert chapter is not None
+    schedule = linear_schedule(60)
+    model = GaussianOracle(schedule, mu=0.4, s=0.3)
+    shape, seeds = (6, 2), [4, 8, 15, 16, 23, 42]
+    stream = SampleNoise(seeds, shape[1:])
+    x_T = stream.initial()
+    zs = [stream.next() for _ in range(schedule.num_steps - 1)]
+    monkeypatch.setattr(torch, "randn", lambda *a, **k: x_T.clone())
+    monkeypatch.setattr(torch, "randn_like", lambda x: zs.pop(0))
+    ours_by_chapter = chapter(model, schedule, shape, "cpu")
+    monkeypatch.undo()
+    assert zs == []
+    ours = sample(model, schedule, shape, sampler="ddpm", variance="beta", x0_mode="clip",
+                  seeds=seeds, progress=False)
+    assert (ours - ours_by_chapter).abs().max().item() < 1e-5
+
+
+@pytest.fixture(scope="module")
+def tiny_payload():
+    cfg = BenchConfig(batch_sizes=(4,), steps=3, repeats=2, compile=False,
+                      generation_sizes=(6, 12), generation_steps=2, generation_batch=4,
+                      threads=1, device="cpu")
+    return run_bench(cfg, log=lambda line: None)
+
+
+def test_bench_measures_every_variant_and_the_ratios(tiny_payload):
+    (batch,) = tiny_payload["batches"]
+    names = [r["variant"] for r in batch["rows"]]
+    assert names[:4] == ["forward", "chapter", "eager", "graph"]
+    assert {"bf16", "cfg two-pass", "cfg batched", "ddim-50"} <= set(names)
+    rows = {r["variant"]: r for r in batch["rows"]}
+    assert all(len(r["all_seconds"]) == 2 and r["seconds"] > 0 for r in rows.values())
+    assert rows["graph"]["max_abs_diff_vs_eager"] == 0.0  # same math on the CPU
+    assert 0 < rows["bf16"]["max_abs_diff_vs_eager"] < 0.5
+    d = batch["derived"]
+    seconds = {name: row["seconds"] for name, row in rows.items()}
+    assert d["loop_overhead"] == pytest.approx(seconds["eager"] / seconds["forward"])
+    assert d["ddpm1000_seconds"] == pytest.approx(rows["eager"]["seconds"] * 1000 / 3)
+    assert d["ddim50_speedup"] == pytest.approx(d["ddpm1000_seconds"] / rows["ddim-50"]["seconds"])
+    gen = tiny_payload["generation"]
+    assert [g["n"] for g in gen] == [6, 12] and [g["files"] for g in gen] == [6, 12]
+    assert all(g["peak_rss_mib"] > 50 and g["images_per_s"] > 0 for g in gen)
+    json.dumps(tiny_payload)  # the payload is written as JSON
+
+
+def test_bench_markdown_states_scaling_and_targets(tiny_payload):
+    md = markdown(tiny_payload, "python -m diffusion_lib bench --steps 3")
+    assert "measured over 3 steps × 333.333" in md
+    assert "loop overhead" in md and "target ≤ 1.03" in md
+    assert "DDIM-50 vs DDPM-1000" in md and "peak memory 12 vs 6 images" in md
+    assert "| graph |" in md and "without capture" in md
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--batch-sizes", "0"], "integers >= 1"),
+        (["--batch-sizes", "a,b"], "comma-separated integers"),
+        (["--repeats", "0"], "--repeats must be >= 1"),
+        (["--steps", "1001"], "between 1 and 1000"),
+        (["--threads", "0"], "--threads must be >= 1"),
+    ],
+)
+def test_bench_cli_bad_arguments(args, message, capsys):
+    assert main(["bench", "--no-write", "--generation-sizes", "0", *args]) == 2
+    assert message in capsys.readouterr().err
