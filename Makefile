@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # environment has no torch yet (Colab and CUDA machines keep their own).
 TORCH_PIN ?= 2.13.0
 
-.PHONY: setup lab test lint notebooks clean chromium
+.PHONY: setup lab test lint notebooks clean chromium bench cuda-wheels
 
 setup: $(VENV)/.installed
 
@@ -49,6 +49,16 @@ test: lint chromium
 notebooks: setup
 	$(PY) tools/notebooks.py header
 	$(PY) tools/notebooks.py build
+
+# The speed table for this machine: benchmarks/results/cpu.{md,json} (one thread, see there).
+bench: setup
+	OMP_NUM_THREADS=1 $(PY) -m diffusion_lib bench --threads 1 --steps 64:100,1024:10 \
+		--repeats 5 --generation-steps 10
+
+# Wheels the lent GPU machine lacks (its Python is 3.12), for benchmarks/cuda_check.sh.
+cuda-wheels: setup
+	$(PY) -m pip download --quiet -d .whl --only-binary=:all: --python-version 3.12 \
+		--platform manylinux2014_x86_64 --implementation cp ipywidgets
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -12,6 +12,7 @@ repeats, the device synchronised around every timing):
   CPU the static-buffer step runs without capture);
 - ``compiled``, ``compiled+graph``: the model through ``torch.compile``;
 - ``bf16``, ``bf16+graph``: the model under bf16 autocast, sampler arithmetic in fp32;
+- ``channels-last``: a copy of the model with NHWC weights (``torch.channels_last``);
 - ``cfg two-pass`` / ``cfg batched``: guidance w = 3, two calls of B vs one of 2B;
 - ``ddim-50``: a whole 50-step DDIM run, against DDPM-1000 (``eager`` scaled to 1000 steps).
 
@@ -29,6 +30,7 @@ Results: ``benchmarks/results/<device>.json`` and ``.md`` (``cpu``, ``cuda-nvidi
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
@@ -65,13 +67,22 @@ TARGETS = {
 """The targets of issue 6, checked in the Markdown summary (a benchmark, not a test)."""
 
 
+NO_GUIDANCE = ("eager", "graph", "compiled", "compiled+graph", "bf16", "bf16+graph",
+               "channels-last")
+"""The 1000-step DDPM variants without guidance, compared for the CUDA targets."""
+
+
 @dataclass
 class BenchConfig:
-    """What to measure. ``steps=None``: 1000 on CUDA, 100 on other devices."""
+    """What to measure.
+
+    ``steps``: DDPM steps timed per run, one number for every batch size or a
+    ``{batch: steps}`` dict; ``None``: 1000 on CUDA, 100 on other devices.
+    """
 
     model: str = "digits"
     batch_sizes: tuple[int, ...] = (64, 1024)
-    steps: int | None = None
+    steps: int | dict[int, int] | None = None
     repeats: int = 3
     warmup: int = 1
     compile: bool = True
@@ -206,6 +217,8 @@ def bench_batch(
             notes["compiled"] = status
     bf16 = AutocastModel(model, "bf16", device_type=device.type, check_finite=False)
     variants["bf16"] = loop(bf16)
+    nhwc = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    variants["channels-last"] = loop(nhwc)
     if device.type == "cuda":
         variants["bf16+graph"] = loop(bf16, cuda_graph=True)
     variants["cfg two-pass"] = loop(model, labels=labels, guidance_scale=cfg.guidance,
@@ -266,13 +279,11 @@ def bench_batch(
     if "chapter" in median:
         derived["eager_vs_chapter"] = median["chapter"] / median["eager"]
     best = min(
-        (v for k, v in median.items() if k in ("eager", "graph", "compiled", "compiled+graph",
-                                               "bf16", "bf16+graph")),
+        (v for k, v in median.items() if k in NO_GUIDANCE),
     )
     derived["best_per_1000_steps"] = best * scale
     derived["best_variant"] = min(
-        (k for k in median if k in ("eager", "graph", "compiled", "compiled+graph", "bf16",
-                                    "bf16+graph")),
+        (k for k in median if k in NO_GUIDANCE),
         key=lambda k: median[k],
     )
     return {"batch": batch, "steps": steps, "rows": rows, "derived": derived}
@@ -349,12 +360,21 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     device = default_device() if cfg.device == "auto" else resolve_device(cfg.device)
-    steps = cfg.steps or (1000 if device.type == "cuda" else 100)
-    if not 1 <= steps <= 1000:
-        raise ValueError(f"steps must be between 1 and 1000, got {steps}")
+    default = 1000 if device.type == "cuda" else 100
+    if isinstance(cfg.steps, dict):
+        missing = sorted(set(cfg.batch_sizes) - set(cfg.steps))
+        if missing:
+            raise ValueError(f"steps names no count for batch sizes {missing}")
+        per_batch = {b: int(cfg.steps[b]) for b in cfg.batch_sizes}
+    else:
+        per_batch = {b: int(cfg.steps or default) for b in cfg.batch_sizes}
+    for steps in per_batch.values():
+        if not 1 <= steps <= 1000:
+            raise ValueError(f"steps must be between 1 and 1000, got {steps}")
     model, schedule = load_pretrained(cfg.model, device=device)
     batches = []
     for batch in cfg.batch_sizes:
+        steps = per_batch[batch]
         log(f"batch {batch}, {steps} of 1000 DDPM steps")
         batches.append(bench_batch(model, schedule, batch, steps, cfg, device, log))
     log("generation")
@@ -486,6 +506,17 @@ def parse_ints(spec: str, what: str) -> tuple[int, ...]:
     return values
 
 
+def parse_steps(spec: str) -> int | dict[int, int]:
+    """``"100"`` → 100; ``"64:100,1024:10"`` → {64: 100, 1024: 10}."""
+    hint = "use one count (100) or batch:count pairs (64:100,1024:10)"
+    try:
+        if ":" not in spec:
+            return int(spec)
+        return {int(b): int(n) for b, n in (part.split(":") for part in spec.split(","))}
+    except ValueError:
+        raise ValueError(f"invalid --steps {spec!r}: {hint}") from None
+
+
 def results_path(name: str) -> Path:
     """``benchmarks/results/<name>.md``."""
     return RESULTS_DIR / f"{name}.md"
@@ -500,6 +531,7 @@ __all__ = [
     "load_chapter_loop",
     "markdown",
     "parse_ints",
+    "parse_steps",
     "run_bench",
     "write",
 ]

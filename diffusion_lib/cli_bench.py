@@ -14,7 +14,7 @@ import shlex
 import sys
 from typing import Any
 
-from .bench import BenchConfig, parse_ints, run_bench, write
+from .bench import BenchConfig, parse_ints, parse_steps, run_bench, write
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -31,9 +31,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--steps",
-        type=int,
-        help="DDPM steps to time of the 1000 (default 1000 on CUDA, 100 elsewhere; "
-        "per-1000-step figures are scaled and say so)",
+        help="DDPM steps to time of the 1000: one count or batch:count pairs such as "
+        "64:100,1024:10 (default 1000 on CUDA, 100 elsewhere; per-1000-step figures are "
+        "scaled and say so)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (median)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
@@ -71,7 +71,7 @@ def handler(args: argparse.Namespace) -> int:
         cfg = BenchConfig(
             model=args.model,
             batch_sizes=parse_ints(args.batch_sizes, "--batch-sizes"),
-            steps=args.steps,
+            steps=None if args.steps is None else parse_steps(args.steps),
             repeats=args.repeats,
             compile=not args.no_compile,
             generation_sizes=gen,

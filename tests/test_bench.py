@@ -48,11 +48,12 @@ def test_bench_measures_every_variant_and_the_ratios(tiny_payload):
     (batch,) = tiny_payload["batches"]
     names = [r["variant"] for r in batch["rows"]]
     assert names[:4] == ["forward", "chapter", "eager", "graph"]
-    assert {"bf16", "cfg two-pass", "cfg batched", "ddim-50"} <= set(names)
+    assert {"bf16", "channels-last", "cfg two-pass", "cfg batched", "ddim-50"} <= set(names)
     rows = {r["variant"]: r for r in batch["rows"]}
     assert all(len(r["all_seconds"]) == 2 and r["seconds"] > 0 for r in rows.values())
     assert rows["graph"]["max_abs_diff_vs_eager"] == 0.0  # same math on the CPU
     assert 0 < rows["bf16"]["max_abs_diff_vs_eager"] < 0.5
+    assert rows["channels-last"]["max_abs_diff_vs_eager"] < 1e-3
     d = batch["derived"]
     seconds = {name: row["seconds"] for name, row in rows.items()}
     assert d["loop_overhead"] == pytest.approx(seconds["eager"] / seconds["forward"])
@@ -79,6 +80,8 @@ def test_bench_markdown_states_scaling_and_targets(tiny_payload):
         (["--batch-sizes", "a,b"], "comma-separated integers"),
         (["--repeats", "0"], "--repeats must be >= 1"),
         (["--steps", "1001"], "between 1 and 1000"),
+        (["--steps", "64:x"], "batch:count pairs"),
+        (["--steps", "64:10", "--batch-sizes", "64,8"], "no count for batch sizes [8]"),
         (["--threads", "0"], "--threads must be >= 1"),
     ],
 )

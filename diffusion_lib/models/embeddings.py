@@ -61,9 +61,10 @@ def resolve_labels(labels: Tensor | None, batch: int, num_classes: int, device: 
     """Labels for a class-conditional model; None means the null label everywhere.
 
     Valid labels are 0 … ``num_classes`` − 1 and the null label ``num_classes``.
-    Their *values* are checked only for labels on the CPU: on an accelerator the
-    check would read the tensor back to the host, a synchronisation on every
-    model call that also makes the call impossible to capture in a CUDA graph.
+    Their *values* are checked only for labels on the CPU and outside
+    ``torch.compile``: on an accelerator the check would read the tensor back to
+    the host, a synchronisation on every model call that also makes the call
+    impossible to capture in a CUDA graph (and under ``torch.compile`` a graph break).
     The samplers check labels once, on the CPU, before moving them (see
     :func:`diffusion_lib.sampling.sample_progressive`); a direct GPU caller with
     an out-of-range label gets the embedding's device-side index error instead.
@@ -78,7 +79,7 @@ def resolve_labels(labels: Tensor | None, batch: int, num_classes: int, device: 
         raise ValueError(f"labels must have shape (B,) = ({batch},), got {tuple(labels.shape)}")
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise ValueError(f"labels must be an integer tensor, got dtype {labels.dtype}")
-    if labels.device.type != "cpu" or not labels.numel():
+    if labels.device.type != "cpu" or torch.compiler.is_compiling() or not labels.numel():
         return labels.to(device=device, dtype=torch.long)
     if int(labels.min()) < 0 or int(labels.max()) > null_label:
         raise ValueError(
