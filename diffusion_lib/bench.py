@@ -410,7 +410,10 @@ def markdown(payload: dict[str, Any], command: str) -> str:
         f"{env['cpu_count']} CPUs, {env['threads']} torch threads, device {env['device']}"
         f"{' (' + env['gpu'] + ')' if 'gpu' in env else ''}, git {env['git']}. "
         f"Model `{payload['config']['model']}` (652k-parameter UNet, 8×8). Median of "
-        f"{payload['config']['repeats']} runs after a warm-up, variants interleaved.",
+        f"{payload['config']['repeats']} runs after a warm-up, variants interleaved; "
+        "spread = (slowest − fastest run) ÷ median, so ratios closer to 1 than the spread "
+        "are ties. max abs Δ compares x after the timed steps with the eager loop's "
+        "(same seeds), in [−1, 1] units.",
         "",
     ]
     for b in payload["batches"]:
@@ -419,18 +422,20 @@ def markdown(payload: dict[str, Any], command: str) -> str:
         lines += [
             f"## Batch {b['batch']}: {steps} of the 1,000 DDPM steps",
             "",
-            f"| variant | wall s, {steps} steps | s per 1000 steps{extrapolated} | "
-            "× faster than chapter | max abs Δ vs eager | note |",
-            "|---|---|---|---|---|---|",
+            f"| variant | wall s, {steps} steps | spread | s per 1000 steps{extrapolated} | "
+            "speed vs chapter | max abs Δ vs eager | note |",
+            "|---|---|---|---|---|---|---|",
         ]
         for r in b["rows"]:
             if r.get("seconds") is None:
-                lines.append(f"| {r['variant']} | – | – | – | – | {r['note']} |")
+                lines.append(f"| {r['variant']} | – | – | – | – | – | {r['note']} |")
                 continue
             wall = f"{r['seconds']:.3f}" + (" (50 steps)" if r["per_1000_steps"] is None else "")
+            runs = r["all_seconds"]
+            spread = (max(runs) - min(runs)) / r["seconds"]
             lines.append(
-                f"| {r['variant']} | {wall} | {_fmt(r['per_1000_steps'], '.3f')} | "
-                f"{_fmt(r['vs_chapter'], '.2f')} | {_fmt(r['max_abs_diff_vs_eager'], '.1e')} | "
+                f"| {r['variant']} | {wall} | {spread:.0%} | {_fmt(r['per_1000_steps'], '.3f')} | "
+                f"{_fmt(r['vs_chapter'], '.2f')}× | {_fmt(r['max_abs_diff_vs_eager'], '.1e')} | "
                 f"{r['note']} |"
             )
         t = payload["targets"]
@@ -447,13 +452,16 @@ def markdown(payload: dict[str, Any], command: str) -> str:
             f"- batched CFG vs two-pass: {d['cfg_batched_speedup']:.2f}×"
             + (f" (CUDA target ≥ {t['cfg_batched_speedup_min']}: "
                f"{_check(d['cfg_batched_speedup'] >= t['cfg_batched_speedup_min'])})" if cuda
-               else " (the CUDA target ≥ 1.5× does not apply on a CPU, where a call of 2B "
-               "costs about two calls of B)"),
+               else " (the CUDA target ≥ 1.5× does not apply on a CPU: there a call of 2B "
+               "costs two calls of B or more, as the larger batch falls out of cache)"),
             f"- fastest no-guidance variant: {d['best_variant']}, "
             f"{d['best_per_1000_steps']:.3f} s per 1000 steps",
         ]
         if "eager_vs_chapter" in d:
-            lines.append(f"- eager loop vs the chapter's: {d['eager_vs_chapter']:.2f}× faster")
+            lines.append(
+                f"- the chapter's loop ÷ ours: {d['eager_vs_chapter']:.2f} (same model calls; "
+                "the step arithmetic is a small share of a step here)"
+            )
         target = t["cuda_s_per_1000_steps_max"].get(str(b["batch"]))
         if cuda and target is not None:
             lines.append(
@@ -487,6 +495,12 @@ def markdown(payload: dict[str, Any], command: str) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def render(name: str) -> str:
+    """The Markdown of a committed ``benchmarks/results/<name>.json`` (a pure function of it)."""
+    payload = json.loads((RESULTS_DIR / f"{name}.json").read_text())
+    return markdown(payload, payload["command"])
 
 
 def write(payload: dict[str, Any], command: str, name: str | None = None) -> Path:
@@ -532,6 +546,7 @@ __all__ = [
     "markdown",
     "parse_ints",
     "parse_steps",
+    "render",
     "run_bench",
     "write",
 ]

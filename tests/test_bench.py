@@ -88,3 +88,14 @@ def test_bench_markdown_states_scaling_and_targets(tiny_payload):
 def test_bench_cli_bad_arguments(args, message, capsys):
     assert main(["bench", "--no-write", "--generation-sizes", "0", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_committed_tables_are_rendered_from_their_json():
+    from diffusion_lib.bench import render
+    from diffusion_lib.experiments import RESULTS_DIR
+
+    names = [p.stem for p in RESULTS_DIR.glob("*.json") if p.stem == "cpu" or
+             p.stem.startswith("cuda-")]
+    assert "cpu" in names  # the deliverable
+    for name in names:
+        assert (RESULTS_DIR / f"{name}.md").read_text() == render(name), name
