@@ -466,7 +466,7 @@ def sample_progressive(
     else:
         sched = sampling_schedule(schedule, steps, spacing).to(dev)
         visit = list(range(sched.num_steps))[::-1]
-    original_t = sched.timesteps.cpu().numpy()
+    original_t = sched.timesteps_numpy
     alpha_bars = sched.alphas_cumprod_f64
     if cuda_graph:
         yield from _graphed_loop(
@@ -536,7 +536,7 @@ def _graphed_loop(
             out = ddim_step(sched, x, i, eps, z if eta > 0 else None, eta, x0_mode)
         return out.x_prev, out.x0, out.eps
 
-    original_t = sched.timesteps.cpu().numpy()
+    original_t = sched.timesteps_numpy
     alpha_bars = sched.alphas_cumprod_f64
     graph = StepGraph(step_fn, x_T, visit[0], uses_noise, first_call=check_model_output)
     copy_steps = copy_steps or callback is not None

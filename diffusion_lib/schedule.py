@@ -161,6 +161,7 @@ class NoiseSchedule:
                 name,
                 torch.as_tensor(derived[name], dtype=torch.float32, device=self._device),
             )
+        self._timesteps64 = ts.copy()  # host copy: no device read to respace or move
         self.timesteps = torch.as_tensor(ts, dtype=torch.long, device=self._device)
 
     # ------------------------------------------------------------------ basics
@@ -175,11 +176,16 @@ class NoiseSchedule:
     @property
     def num_train_timesteps(self) -> int:
         """One past the largest original timestep (T of the training schedule)."""
-        return int(self.timesteps[-1].item()) + 1 if self.num_steps else 0
+        return int(self._timesteps64[-1]) + 1 if self.num_steps else 0
 
     @property
     def device(self) -> torch.device:
         return self._device
+
+    @property
+    def timesteps_numpy(self) -> np.ndarray:
+        """``timesteps`` as an int64 NumPy array (a copy, read without touching the device)."""
+        return self._timesteps64.copy()
 
     @property
     def alphas_cumprod_f64(self) -> np.ndarray:
@@ -188,7 +194,7 @@ class NoiseSchedule:
 
     def to(self, device: torch.device | str) -> NoiseSchedule:
         """A copy of this schedule on ``device``. This object is not changed."""
-        return NoiseSchedule(self._betas64, self.timesteps.cpu().numpy(), device=device)
+        return NoiseSchedule(self._betas64, self._timesteps64, device=device)
 
     def __repr__(self) -> str:
         respaced = self.num_steps != self.num_train_timesteps
@@ -262,7 +268,7 @@ class NoiseSchedule:
         a_bar = self.alphas_cumprod_f64[k]
         a_bar_prev = np.append(1.0, a_bar[:-1])
         betas = 1.0 - a_bar / a_bar_prev
-        return NoiseSchedule(betas, self.timesteps.cpu().numpy()[k], device=self._device)
+        return NoiseSchedule(betas, self._timesteps64[k], device=self._device)
 
 
 # ---------------------------------------------------------------- constructors

@@ -8,6 +8,9 @@ computes; capture itself only records the same kernels. The tests marked
 
 from __future__ import annotations
 
+import copy
+import itertools
+
 import pytest
 import torch
 from conftest import ClassOracle, GaussianOracle
@@ -79,6 +82,23 @@ def test_graph_step_is_right_not_just_repeatable():
     x = sample(model, schedule, (4000, 1), sampler="ddim", steps=50, x0_mode="none", seed=0,
                progress=False, cuda_graph=True)
     assert abs(x.mean().item() - 0.3) < 0.01
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["eager", "graph"])
+@pytest.mark.parametrize("kw", CONFIGS[:6], ids=lambda kw: "-".join(f"{v}" for v in kw.values()))
+def test_no_step_reads_a_tensor_back_to_the_host(graph, kw):
+    # Meta tensors have shapes but no data: any .item(), int(t), bool(t) or .cpu() raises.
+    # The same reads are host-device synchronisations on a GPU (and break CUDA-graph
+    # capture), so every step running here on "meta" means none happens in the loop.
+    model, schedule = load_pretrained("digits", device="cpu")
+    meta = copy.deepcopy(model).to("meta")
+    kw = {**kw, "labels": [0, 1, 2, 1, 0]} if "labels" in kw or graph else kw
+    steps = sample_progressive(meta, schedule, (5, 1, 8, 8), seed=0, progress=False,
+                               device="meta", cuda_graph=graph, _copy_steps=False, **kw)
+    n = kw["steps"]
+    done = list(itertools.islice(steps, n))  # all steps; the final NaN check is not a step
+    steps.close()
+    assert len(done) == n and done[-1].x_prev.device.type == "meta"
 
 
 def test_naive_strided_refuses_the_graph(oracle):
