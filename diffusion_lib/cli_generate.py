@@ -26,6 +26,7 @@ import torch
 
 from .generate import (
     DEFAULT_MODEL_BATCH,
+    PRECISIONS,
     GenerateConfig,
     Workers,
     parse_indices,
@@ -100,6 +101,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="run the network in fp32 (default), bf16 (CPU or CUDA) or fp16 (CUDA) autocast; "
+        "the sampler stays fp32; recorded in run.json (it changes the images a little)",
+    )
+    parser.add_argument(
         "--cuda-graph",
         action="store_true",
         help="replay each sampling step as one CUDA graph (same images; faster on a GPU)",
@@ -159,6 +167,7 @@ def handler(args: argparse.Namespace) -> int:
             guidance=args.guidance,
             cfg_mode=args.cfg_mode,
             model_batch=args.model_batch or None,
+            precision=args.precision,
         )
         indices = None if args.indices is None else parse_indices(args.indices, max(args.n, 1))
         workers = Workers.from_env()

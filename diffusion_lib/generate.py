@@ -85,12 +85,17 @@ from .sampling import (
     sample,
 )
 from .schedule import NoiseSchedule
+from .speed import AutocastModel
 
 RUN_FILE = "run.json"
 MANIFEST_FILE = "manifest.csv"
 MANIFEST_COLUMNS = ("file", "index", "seed", "label")
 RUN_FORMAT = "diffusion_lib.generate"
 RUN_FORMAT_VERSION = 1
+PRECISIONS = ("fp32", "bf16", "fp16")
+"""``GenerateConfig.precision`` values; fp16 needs CUDA."""
+_ADDED_SETTINGS = {"precision": "fp32"}
+"""Settings added after format version 1, with the value an older ``run.json`` implies."""
 TMP_SUFFIX = ".tmp"
 DEFAULT_MODEL_BATCH = 64
 _SAMPLE_NAME = re.compile(r"^sample_(\d+)\.png$")
@@ -114,6 +119,10 @@ class GenerateConfig:
         model_batch: rows per model call (:class:`FixedBatchModel`); ``None``
             calls the model with whole batches (faster on big GPUs, but then
             the last bits of an image may depend on the batch size).
+        precision: ``"fp32"``, or run the network under ``"bf16"`` (CPU or
+            CUDA) or ``"fp16"`` (CUDA) autocast
+            (:class:`~diffusion_lib.speed.AutocastModel`; the sampler stays fp32).
+            It changes the images a little, so it is a setting.
     """
 
     n: int
@@ -128,6 +137,7 @@ class GenerateConfig:
     guidance: float | None = None
     cfg_mode: CfgMode = "batched"
     model_batch: int | None = DEFAULT_MODEL_BATCH
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.labels is not None and not isinstance(self.labels, tuple):
@@ -240,6 +250,7 @@ def check_config(config: GenerateConfig, model: object, schedule: NoiseSchedule)
         raise ValueError(f"eta only applies to sampler 'ddim', got eta={c.eta} with {c.sampler!r}")
     if c.model_batch is not None and (not _is_int(c.model_batch) or c.model_batch < 1):
         raise ValueError(f"model_batch must be an int >= 1 or None, got {c.model_batch!r}")
+    check_choice("precision", c.precision, PRECISIONS)
 
     null_label = null_label_of(model)
     num_classes = int(getattr(model, "num_classes", null_label or 0) or 0)
@@ -390,7 +401,7 @@ def check_out_dir(out_dir: Path, settings: dict[str, Any]) -> bool:
         raise ValueError(f"output path {out_dir} exists and is not a directory")
     run_file = out_dir / RUN_FILE
     if run_file.exists():
-        existing = _read_run_file(run_file)
+        existing = {**_ADDED_SETTINGS, **_read_run_file(run_file)}
         keys = sorted(set(existing) | set(settings))
         diffs = [
             f"{key}: {existing.get(key)!r} there, {settings.get(key)!r} now"
@@ -579,6 +590,12 @@ def prepare(
             does not make images, or an output directory that holds another run.
     """
     check_config(config, model, schedule)
+    device = model_device(model)
+    if config.precision == "fp16" and device.type != "cuda":
+        raise ValueError(
+            f"precision 'fp16' needs a CUDA device, the model is on {device}; "
+            "use 'bf16' (CPU or CUDA) or 'fp32'"
+        )
     shape = check_image_shape(sample_shape) if sample_shape else image_shape_of(model)
     if not _is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
@@ -602,7 +619,7 @@ def prepare(
         batch_size=int(batch_size),
         indices=indices,
         workers=workers or Workers.from_env(),
-        device=model_device(model),
+        device=device,
     )
 
 
@@ -662,6 +679,8 @@ def run_plan(
         present = len(owned) - len(missing)
 
         model = plan.model
+        if c.precision != "fp32":
+            model = AutocastModel(model, c.precision, device_type=plan.device.type)
         if c.model_batch is not None:
             model = FixedBatchModel(model, c.model_batch)
         desc = "generate" if workers.world_size == 1 else f"generate (rank 0/{workers.world_size})"

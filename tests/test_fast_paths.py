@@ -266,3 +266,25 @@ def test_generate_cli_cuda_graph_changes_no_image(tmp_path):
     for k in range(7):
         name = file_name(k, 7)
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_generate_bf16_is_a_recorded_setting_and_old_runs_still_resume(tmp_path):
+    import json
+
+    from diffusion_lib.__main__ import main
+    from diffusion_lib.generate import file_name
+
+    common = ["generate", "--model", "digits", "-n", "4", "--steps", "4", "--labels", "3",
+              "--no-progress", "--threads", "1"]
+    assert main([*common, "--precision", "bf16", "--out", str(tmp_path / "bf16")]) == 0
+    assert json.loads((tmp_path / "bf16" / "run.json").read_text())["precision"] == "bf16"
+    assert main([*common, "--out", str(tmp_path / "bf16")]) == 2  # fp32 into a bf16 run
+
+    # a run.json written before `precision` existed means fp32: it resumes
+    old = tmp_path / "old"
+    assert main([*common, "--indices", "0:2", "--out", str(old)]) == 0
+    settings = json.loads((old / "run.json").read_text())
+    del settings["precision"]
+    (old / "run.json").write_text(json.dumps(settings))
+    assert main([*common, "--out", str(old)]) == 0
+    assert all((old / file_name(k, 4)).exists() for k in range(4))

@@ -316,6 +316,7 @@ BAD = [
     (["--sampler", "ddpm", "--eta", "0.5"], "eta only applies to sampler 'ddim'"),
     (["--indices", "5:99"], "must satisfy 0 <= START < STOP <= n = 12"),
     (["--device", "nonsense"], "unknown device 'nonsense'"),
+    (["--precision", "fp16", "--device", "cpu"], "precision 'fp16' needs a CUDA device"),
 ]
 
 
