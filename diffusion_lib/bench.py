@@ -320,6 +320,8 @@ def bench_generation(
             ]
             if cfg.threads is not None:
                 argv += ["--threads", str(cfg.threads)]
+            if device.type == "cuda":
+                argv += ["--cuda-graph"]
             proc = subprocess.run(
                 [sys.executable, "-c", _GEN_CHILD, json.dumps(argv)],
                 capture_output=True, text=True, check=False,
@@ -475,7 +477,7 @@ def markdown(payload: dict[str, Any], command: str) -> str:
         mem_key = "peak_cuda_mib" if cuda else "peak_rss_mib"
         lines += [
             f"## Generation CLI: DDIM-{c['generation_steps']}, w = 3, labels 0–9, "
-            f"--batch-size {c['generation_batch']}",
+            f"--batch-size {c['generation_batch']}{' --cuda-graph' if cuda else ''}",
             "",
             "| images | wall s | images/s | peak RSS MiB | peak CUDA MiB |",
             "|---|---|---|---|---|",
