@@ -505,10 +505,21 @@ def render(name: str) -> str:
     return markdown(payload, payload["command"])
 
 
-def write(payload: dict[str, Any], command: str, name: str | None = None) -> Path:
-    """Write ``benchmarks/results/<name or device slug>.{json,md}``; return the JSON path."""
+def write(
+    payload: dict[str, Any], command: str, name: str | None = None, out_dir: Path | None = None
+) -> Path:
+    """Write ``<out_dir>/<name or device slug>.{json,md}`` (default ``benchmarks/results``).
+
+    Returns the JSON path.
+    """
     name = name or payload["device_slug"]
-    return write_results(name, {"command": command, **payload}, markdown(payload, command))
+    if out_dir is None:
+        return write_results(name, {"command": command, **payload}, markdown(payload, command))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps({"command": command, **payload}, indent=1) + "\n")
+    (out_dir / f"{name}.md").write_text(markdown(payload, command))
+    return path
 
 
 def parse_ints(spec: str, what: str) -> tuple[int, ...]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 from .bench import BenchConfig, parse_ints, parse_steps, run_bench, write
@@ -51,6 +52,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--name", help="results file stem (default: the device, e.g. cpu)")
+    parser.add_argument(
+        "--out", type=Path, help="directory for the results (default benchmarks/results)"
+    )
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     parser.set_defaults(func=handler)
     return parser
@@ -90,7 +94,7 @@ def handler(args: argparse.Namespace) -> int:
     if args.no_write:
         print(markdown(payload, command.strip()))
     else:
-        path = write(payload, command.strip(), args.name)
+        path = write(payload, command.strip(), args.name, args.out)
         print(path.with_suffix(".md").read_text())
         print(f"wrote {path} and {path.with_suffix('.md')}", file=sys.stderr)
     return 0

@@ -99,3 +99,14 @@ def test_committed_tables_are_rendered_from_their_json():
     assert "cpu" in names  # the deliverable
     for name in names:
         assert (RESULTS_DIR / f"{name}.md").read_text() == render(name), name
+
+
+def test_bench_cli_writes_json_and_markdown_where_asked(tmp_path, capsys):
+    args = ["bench", "--steps", "2", "--batch-sizes", "2", "--repeats", "1", "--no-compile",
+            "--generation-sizes", "0", "--threads", "1", "--device", "cpu", "--out",
+            str(tmp_path)]
+    assert main(args) == 0
+    payload = json.loads((tmp_path / "cpu.json").read_text())
+    assert payload["command"] == "python -m diffusion_lib " + " ".join(args)
+    assert (tmp_path / "cpu.md").read_text() == markdown(payload, payload["command"])
+    assert "## Batch 2: 2 of the 1,000 DDPM steps" in capsys.readouterr().out
