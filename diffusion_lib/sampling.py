@@ -36,6 +36,7 @@ from .guidance import CfgMode, make_eps_fn
 from .model_api import EpsModel, check_model_output, null_label_of
 from .noise import SampleNoise, resolve_seeds
 from .schedule import NoiseSchedule, extract
+from .speed import StepGraph
 
 Sampler = Literal["ddpm", "ddim", "naive_strided"]
 Spacing = Literal["leading", "linspace", "trailing"]
@@ -476,34 +477,37 @@ def sample_progressive(
         return
     t_batches = sched.timesteps.unsqueeze(1).expand(-1, batch)  # (S, B), no per-step allocation
 
-    for index, i in enumerate(tqdm(visit, desc=sampler, disable=not progress, leave=False)):
-        t_model = t_batches[i]
-        if index == 0:
-            eps = check_model_output(lambda: eps_fn(x, t_model), x)  # noqa: B023
-        else:
-            eps = eps_fn(x, t_model)
-        eps = eps.float()
-        if sampler == "ddpm":
-            z = noise.next() if i > 0 else None
-            out = ddpm_step(sched, x, i, eps, z, variance, x0_mode)
-        elif sampler == "ddim":
-            z = noise.next() if (i > 0 and eta > 0) else None
-            out = ddim_step(sched, x, i, eps, z, eta, x0_mode)
-        else:
-            out = naive_strided_step(sched, x, i, max(0, i - stride), eps, noise.next())
-        step = SampleStep(
-            index=index,
-            t=int(original_t[i]),
-            alpha_bar=float(alpha_bars[i]),
-            x_t=x,
-            x0=out.x0,
-            eps=out.eps,
-            x_prev=out.x_prev,
-        )
-        if callback is not None:
-            callback(step)
-        yield step
-        x = out.x_prev
+    try:
+        for index, i in enumerate(tqdm(visit, desc=sampler, disable=not progress, leave=False)):
+            t_model = t_batches[i]
+            if index == 0:
+                eps = check_model_output(lambda: eps_fn(x, t_model), x)  # noqa: B023
+            else:
+                eps = eps_fn(x, t_model)
+            eps = eps.float()
+            if sampler == "ddpm":
+                z = noise.next() if i > 0 else None
+                out = ddpm_step(sched, x, i, eps, z, variance, x0_mode)
+            elif sampler == "ddim":
+                z = noise.next() if (i > 0 and eta > 0) else None
+                out = ddim_step(sched, x, i, eps, z, eta, x0_mode)
+            else:
+                out = naive_strided_step(sched, x, i, max(0, i - stride), eps, noise.next())
+            step = SampleStep(
+                index=index,
+                t=int(original_t[i]),
+                alpha_bar=float(alpha_bars[i]),
+                x_t=x,
+                x0=out.x0,
+                eps=out.eps,
+                x_prev=out.x_prev,
+            )
+            if callback is not None:
+                callback(step)
+            yield step
+            x = out.x_prev
+    finally:
+        noise.close()  # stops its worker threads, if any
 
 
 def _graphed_loop(
@@ -526,8 +530,6 @@ def _graphed_loop(
     The step takes its index as a (B,) tensor, so every schedule value is
     gathered on the device and the noise term is masked rather than skipped.
     """
-    from .speed import StepGraph  # speed imports nothing from here; kept lazy all the same
-
     def step_fn(x: Tensor, i: Tensor, z: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         eps = eps_fn(x, sched.timesteps[i]).float()
         if sampler == "ddpm":
