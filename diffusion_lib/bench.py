@@ -278,14 +278,9 @@ def bench_batch(
     }
     if "chapter" in median:
         derived["eager_vs_chapter"] = median["chapter"] / median["eager"]
-    best = min(
-        (v for k, v in median.items() if k in NO_GUIDANCE),
-    )
-    derived["best_per_1000_steps"] = best * scale
-    derived["best_variant"] = min(
-        (k for k in median if k in NO_GUIDANCE),
-        key=lambda k: median[k],
-    )
+    best = min((k for k in median if k in NO_GUIDANCE), key=median.__getitem__)
+    derived["best_variant"] = best
+    derived["best_per_1000_steps"] = median[best] * scale
     return {"batch": batch, "steps": steps, "rows": rows, "derived": derived}
 
 
@@ -542,11 +537,6 @@ def parse_steps(spec: str) -> int | dict[int, int]:
         return {int(b): int(n) for b, n in (part.split(":") for part in spec.split(","))}
     except ValueError:
         raise ValueError(f"invalid --steps {spec!r}: {hint}") from None
-
-
-def results_path(name: str) -> Path:
-    """``benchmarks/results/<name>.md``."""
-    return RESULTS_DIR / f"{name}.md"
 
 
 __all__ = [
