@@ -450,7 +450,7 @@ def markdown(payload: dict[str, Any], command: str) -> str:
             + (f" (CUDA target ≥ {t['cfg_batched_speedup_min']}: "
                f"{_check(d['cfg_batched_speedup'] >= t['cfg_batched_speedup_min'])})" if cuda
                else " (the CUDA target ≥ 1.5× does not apply on a CPU: there a call of 2B "
-               "costs two calls of B or more, as the larger batch falls out of cache)"),
+               "costs two calls of B or more)"),
             f"- fastest no-guidance variant: {d['best_variant']}, "
             f"{d['best_per_1000_steps']:.3f} s per 1000 steps",
         ]
