@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .metrics import DigitClassifier, digits_quality, load_classifier
+from .metrics import DigitClassifier, DigitsQuality, digits_quality, load_classifier
 from .sampling import sample
 from .schedule import NoiseSchedule
 
@@ -74,6 +74,20 @@ def _timed_sample(
     return x.cpu(), time.perf_counter() - start
 
 
+def _sample_and_score(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    n: int,
+    seed: int,
+    classifier: DigitClassifier,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, float, DigitsQuality]:
+    """``n`` digits of classes 0…9 in turn: (samples on the CPU, wall seconds, quality)."""
+    labels = torch.arange(n) % 10
+    x, seconds = _timed_sample(model, schedule, (n, 1, 8, 8), labels=labels, seed=seed, **kwargs)
+    return x, seconds, digits_quality(x.clamp(-1, 1), labels, classifier)
+
+
 def sampler_grid(
     model: nn.Module,
     schedule: NoiseSchedule,
@@ -90,14 +104,11 @@ def sampler_grid(
     sampler took), ``seconds`` (wall time), ``fd``, ``fd_floor``, ``accuracy``.
     """
     classifier = classifier if classifier is not None else load_classifier()
-    labels = torch.arange(n) % 10
     rows = []
     for setting in settings:
-        x, seconds = _timed_sample(
-            model, schedule, (n, 1, 8, 8), labels=labels, seed=seed,
-            guidance_scale=guidance_scale, **setting.kwargs(),
-        )  # fmt: skip
-        q = digits_quality(x.clamp(-1, 1), labels, classifier)
+        _, seconds, q = _sample_and_score(
+            model, schedule, n, seed, classifier, guidance_scale=guidance_scale, **setting.kwargs()
+        )
         row = {k: v for k, v in asdict(setting).items() if k not in ("label", "extra")}
         row.update(
             name=setting.name,
@@ -126,19 +137,11 @@ def guidance_sweep(
     Returns the rows and the samples (first 20 of each w) for grids.
     """
     classifier = classifier if classifier is not None else load_classifier()
-    labels = torch.arange(n) % 10
     rows, grids = [], {}
     for w in scales:
-        x, seconds = _timed_sample(
-            model,
-            schedule,
-            (n, 1, 8, 8),
-            labels=labels,
-            seed=seed,
-            guidance_scale=float(w),
-            **sampler_kwargs,
+        x, seconds, q = _sample_and_score(
+            model, schedule, n, seed, classifier, guidance_scale=float(w), **sampler_kwargs
         )
-        q = digits_quality(x.clamp(-1, 1), labels, classifier)
         rows.append(
             dict(
                 w=float(w),
