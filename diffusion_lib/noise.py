@@ -86,7 +86,8 @@ class SampleNoise:
         sample_shape: the shape of one sample, e.g. (1, 8, 8) or (2,).
         device: where the returned tensors live (they are drawn on the CPU).
         total: how many step noises will be asked for (``None``: unknown). Only
-            limits how far ahead chunks are drawn.
+            limits how far ahead chunks are drawn; 0 (a deterministic sampler)
+            draws nothing ahead and starts no workers.
         chunk: step noises drawn per sample and call, a multiple of
             ``NOISE_BLOCK``; ``None`` picks the largest up to 16 blocks that keeps
             a chunk under :data:`CHUNK_BYTES` (and under ``total``).
@@ -126,7 +127,7 @@ class SampleNoise:
             raise ValueError(
                 f"workers must be an int >= 0 (0 = draw synchronously), got {workers!r}"
             )
-        self.workers = min(workers, len(self.seeds))
+        self.workers = 0 if total == 0 else min(workers, len(self.seeds))
         self._pin = self.device.type == "cuda"
         self._generators = [torch.Generator().manual_seed(s) for s in self.seeds]
         self._started = False

@@ -450,10 +450,10 @@ def sample_progressive(
     y = _as_labels(labels, batch, model, dev)
     eps_fn = make_eps_fn(model, y, guidance_scale, cfg_mode)
     uses_noise = sampler != "ddim" or eta > 0
+    # step noises the loop will draw (none for deterministic DDIM: no workers drawing ahead)
     total_z = (steps or num_timesteps) - (0 if sampler == "naive_strided" else 1)
-    noise = SampleNoise(
-        resolve_seeds(batch, seed, seeds), shape[1:], dev, total=max(total_z, 1)
-    )
+    total_z = max(total_z, 1) if uses_noise else 0
+    noise = SampleNoise(resolve_seeds(batch, seed, seeds), shape[1:], dev, total=total_z)
     x = noise.initial()
     if x_T is not None:
         if tuple(x_T.shape) != shape:

@@ -285,3 +285,13 @@ def test_generate_bf16_is_a_recorded_setting_and_old_runs_still_resume(tmp_path)
     (old / "run.json").write_text(json.dumps(settings))
     assert main([*common, "--out", str(old)]) == 0
     assert all((old / file_name(k, 4)).exists() for k in range(4))
+
+
+def test_deterministic_samplers_start_no_noise_workers():
+    idle = SampleNoise([0, 1], (2,), "meta", total=0, workers=3)
+    assert idle.workers == 0 and idle._pool is None
+    idle.initial()
+    assert idle.next().shape == (2, 2)  # still works, drawn on demand
+    busy = SampleNoise([0, 1], (2,), "meta", total=40, workers=3)
+    assert busy.workers == 2
+    busy.close()
