@@ -58,7 +58,7 @@ bench: setup
 # Wheels the lent GPU machine lacks (its Python is 3.12), for benchmarks/cuda_check.sh.
 cuda-wheels: setup
 	$(PY) -m pip download --quiet -d .whl --only-binary=:all: --python-version 3.12 \
-		--platform manylinux2014_x86_64 --implementation cp ipywidgets
+		--platform manylinux2014_x86_64 --implementation cp ipywidgets jupytext
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
