@@ -18,9 +18,11 @@ Two ways to evaluate the two terms, equal up to float rounding:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -38,24 +40,99 @@ def combine(eps_uncond: Tensor, eps_cond: Tensor, scale: float) -> Tensor:
     return eps_uncond + scale * (eps_cond - eps_uncond)
 
 
+class EpsParts(NamedTuple):
+    """One evaluation of the model inside the sampler, all (B, ...)."""
+
+    eps: Tensor
+    """The ε̂ the step uses: guided ε̃ under guidance, else the model's output."""
+    eps_cond: Tensor | None
+    """ε(x_t, t, c) under guidance, else ``None``."""
+    eps_uncond: Tensor | None
+    """ε(x_t, t, ∅) under guidance, else ``None``."""
+
+
+EpsPartsFn = Callable[[Tensor, Tensor], EpsParts]
+
+
+def _two_pass_parts(
+    model: EpsModel, x_t: Tensor, t: Tensor, labels: Tensor, scale: float
+) -> EpsParts:
+    eps_cond = model(x_t, t, labels)
+    eps_uncond = model(x_t, t, None)
+    return EpsParts(combine(eps_uncond, eps_cond, scale), eps_cond, eps_uncond)
+
+
+def _batched_parts(
+    model: EpsModel, x_t: Tensor, t: Tensor, labels: Tensor, scale: float, null_label: int
+) -> EpsParts:
+    x_in = torch.cat([x_t, x_t])  # (2B, ...)
+    t_in = torch.cat([t, t])  # (2B,)
+    y_in = torch.cat([labels, torch.full_like(labels, null_label)])  # (2B,)
+    out = model(x_in, t_in, y_in)
+    if not isinstance(out, Tensor) or out.shape != x_in.shape:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(
+            f"the model must return ε̂ with the shape of its input {tuple(x_in.shape)} "
+            f"(the batched guidance call), got {got}"
+        )
+    eps_cond, eps_uncond = out.chunk(2)
+    return EpsParts(combine(eps_uncond, eps_cond, scale), eps_cond, eps_uncond)
+
+
 def guided_eps_two_pass(
     model: EpsModel, x_t: Tensor, t: Tensor, labels: Tensor, scale: float
 ) -> Tensor:
     """Guided ε̃ from two model calls of batch B. Shapes: x_t (B, ...), t and labels (B,)."""
-    eps_cond = model(x_t, t, labels)
-    eps_uncond = model(x_t, t, None)
-    return combine(eps_uncond, eps_cond, scale)
+    return _two_pass_parts(model, x_t, t, labels, scale).eps
 
 
 def guided_eps_batched(
     model: EpsModel, x_t: Tensor, t: Tensor, labels: Tensor, scale: float, null_label: int
 ) -> Tensor:
     """Guided ε̃ from one model call of batch 2B (conditional half first)."""
-    x_in = torch.cat([x_t, x_t])  # (2B, ...)
-    t_in = torch.cat([t, t])  # (2B,)
-    y_in = torch.cat([labels, torch.full_like(labels, null_label)])  # (2B,)
-    eps_cond, eps_uncond = model(x_in, t_in, y_in).chunk(2)
-    return combine(eps_uncond, eps_cond, scale)
+    return _batched_parts(model, x_t, t, labels, scale, null_label).eps
+
+
+def check_guidance_scale(guidance_scale: object) -> float | None:
+    """w as a finite float (``None`` stays ``None``), or a ``TypeError``/``ValueError``."""
+    if guidance_scale is None:
+        return None
+    if isinstance(guidance_scale, bool) or not isinstance(
+        guidance_scale, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(
+            f"guidance_scale must be a number (w; 0 = unconditional, 1 = conditional) or None, "
+            f"got {type(guidance_scale).__name__} {guidance_scale!r}"
+        )
+    w = float(guidance_scale)
+    if not math.isfinite(w):
+        raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale}")
+    return w
+
+
+def make_eps_parts_fn(
+    model: EpsModel,
+    labels: Tensor | None = None,
+    guidance_scale: float | None = None,
+    cfg_mode: CfgMode = "batched",
+) -> EpsPartsFn:
+    """Like :func:`make_eps_fn`, but also returns ε(c) and ε(∅) under guidance."""
+    if cfg_mode not in CFG_MODES:
+        raise ValueError(f"unknown cfg_mode {cfg_mode!r}; valid modes are {', '.join(CFG_MODES)}")
+    scale = check_guidance_scale(guidance_scale)
+    if scale is None:
+        return lambda x_t, t: EpsParts(model(x_t, t, labels), None, None)
+    null_label = null_label_of(model)
+    if null_label is None:
+        raise ValueError(
+            "guidance_scale was given but the model is unconditional (it has no `null_label`); "
+            "use guidance_scale=None"
+        )
+    if labels is None:
+        raise ValueError("classifier-free guidance needs `labels` (the class c to guide towards)")
+    if cfg_mode == "two_pass":
+        return lambda x_t, t: _two_pass_parts(model, x_t, t, labels, scale)
+    return lambda x_t, t: _batched_parts(model, x_t, t, labels, scale, null_label)
 
 
 def make_eps_fn(
@@ -69,22 +146,8 @@ def make_eps_fn(
     Args:
         model: follows ``model(x_t, t, labels=None) -> ε̂``.
         labels: (B,) int64 class labels, or ``None`` for unconditional sampling.
-        guidance_scale: w; ``None`` calls the model once with ``labels``.
+        guidance_scale: w, a finite number; ``None`` calls the model once with ``labels``.
         cfg_mode: ``"batched"`` (default) or ``"two_pass"``.
     """
-    if cfg_mode not in CFG_MODES:
-        raise ValueError(f"unknown cfg_mode {cfg_mode!r}; valid modes are {', '.join(CFG_MODES)}")
-    if guidance_scale is None:
-        return lambda x_t, t: model(x_t, t, labels)
-    null_label = null_label_of(model)
-    if null_label is None:
-        raise ValueError(
-            "guidance_scale was given but the model is unconditional (it has no `null_label`); "
-            "use guidance_scale=None"
-        )
-    if labels is None:
-        raise ValueError("classifier-free guidance needs `labels` (the class c to guide towards)")
-    scale = float(guidance_scale)
-    if cfg_mode == "two_pass":
-        return lambda x_t, t: guided_eps_two_pass(model, x_t, t, labels, scale)
-    return lambda x_t, t: guided_eps_batched(model, x_t, t, labels, scale, null_label)
+    parts = make_eps_parts_fn(model, labels, guidance_scale, cfg_mode)
+    return lambda x_t, t: parts(x_t, t).eps

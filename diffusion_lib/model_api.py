@@ -17,7 +17,7 @@ A model with another signature is wrapped by :class:`ModelAdapter`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -70,23 +70,39 @@ def null_label_of(model: object) -> int | None:
     return None if value is None else int(value)
 
 
-def check_model_output(model_fn: Callable[[], Tensor], x_t: Tensor) -> Tensor:
-    """Run one model call and turn shape errors into a clear ``ValueError``.
+def check_model_output(model_fn: Callable[[], Any], x_t: Tensor) -> Any:
+    """Run one model call and turn shape and dtype errors into a clear ``ValueError``.
 
     Used for the first call of a sampling loop, so a wrong ``shape`` argument
-    is reported as such rather than as a convolution traceback.
+    (or a half-precision model fed the sampler's float32 x_t) is reported as
+    such rather than as a convolution traceback. ``model_fn`` returns ε̂ or
+    anything with an ``eps`` attribute holding it (returned as it came).
     """
     try:
-        eps = model_fn()
-    except (RuntimeError, ValueError, IndexError) as err:
+        result = model_fn()
+    except (RuntimeError, ValueError, IndexError, TypeError) as err:
+        first = str(err).splitlines()[0] if str(err) else ""
+        words = first.lower()
+        if any(k in words for k in ("dtype", "scalar type", "half", "bfloat16", "float16")):
+            raise ValueError(
+                f"the model could not take the sampler's {x_t.dtype} x_t ({type(err).__name__}: "
+                f"{first}). The sampler runs in float32: keep the model in float32, or wrap a "
+                "half-precision one in diffusion_lib.speed.AutocastModel(model, dtype=...)"
+            ) from err
+        if "device" in words:
+            raise ValueError(
+                f"the model and the batch are on different devices (x_t on {x_t.device}; "
+                f"{type(err).__name__}: {first}); move the model, or pass the matching `device`"
+            ) from err
         raise ValueError(
             f"the model rejected an input batch of shape {tuple(x_t.shape)} "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+            f"({type(err).__name__}: {first}); "
             "check the `shape` you asked for against what the model was trained on"
         ) from err
+    eps = getattr(result, "eps", result)
     if not isinstance(eps, torch.Tensor) or eps.shape != x_t.shape:
         got = tuple(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__
         raise ValueError(
             f"the model must return ε̂ with the shape of x_t {tuple(x_t.shape)}, got {got}"
         )
-    return eps
+    return result

@@ -1,23 +1,25 @@
-"""Reverse-process sampling: one step at a time, then the one loop.
+"""The sampling loop: :func:`sample_progressive` (every step) and :func:`sample`.
 
-Layers, from the paper's formulas up (names follow improved-diffusion):
+The pieces live in their own modules and are re-exported here:
 
-- :func:`predict_x0_from_eps` / :func:`predict_eps_from_x0` — invert
-  x_t = √ᾱ_t x̂0 + √(1 − ᾱ_t) ε̂ for one unknown;
-- :func:`process_x0` — none, clip to [−1, 1], or dynamic thresholding;
-- :func:`q_posterior_mean` — μ̃_t(x̂0, x_t), the mean of q(x_{t−1} | x_t, x̂0);
-- :func:`ddpm_step`, :func:`ddim_step` — one reverse step;
-- :func:`timestep_spacing`, :func:`sampling_schedule` — which steps to visit;
-- :func:`sample_progressive` — the one loop, as a generator of every step;
-- :func:`sample` — the loop run to the end.
+- :mod:`diffusion_lib.steps` — one reverse step (DDPM, DDIM, the chapter's naive one),
+  x̂0 and ε̂, clipping and thresholding, the step API by timestep;
+- :mod:`diffusion_lib.spacing` — which timesteps a run visits;
+- :mod:`diffusion_lib.guidance` — classifier-free guidance.
 
-The seed chapter's naive strided sampler is kept as :func:`naive_strided_step`
-(``sampler="naive_strided"``) only to compare against: it is the wrong way to
-skip steps (see its docstring).
+Guarantees, stated exactly:
 
-Step indices ``t`` in the step functions index the schedule they are given,
-which may be a respaced one; the model is always called with the *original*
-timestep ``schedule.timesteps[t]``.
+- *Per-sample noise.* Sample i draws x_T and every z from its own seed
+  (:mod:`diffusion_lib.noise`), so its *noise* is the same in any batch. Its
+  *result* is bit-identical across batch sizes only when the model computes
+  each sample independently of the batch size; real networks do not quite
+  (CPU and GPU kernels pick other algorithms for other batch shapes, ~1e-6).
+  For bit-identical images whatever the batch, call the model with a fixed
+  batch, as the CLI does (``generate --model-batch``).
+- *Checked every step.* The model output must keep x_t's shape and be finite
+  at every step; the first step where it is not raises, naming the step and t
+  (on a CPU at once; on an accelerator, without a per-step host sync, when the
+  loop ends).
 """
 
 from __future__ import annotations
@@ -32,286 +34,52 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .device import model_device, resolve_device
-from .guidance import CfgMode, make_eps_fn
+from .guidance import CfgMode, EpsParts, check_guidance_scale, make_eps_parts_fn
 from .model_api import EpsModel, check_model_output, null_label_of
 from .noise import SampleNoise, resolve_seeds
-from .schedule import NoiseSchedule, extract
+from .schedule import FINAL_ALPHAS, FinalAlpha, NoiseSchedule, check_eta
+from .spacing import (
+    DEFAULT_SPACING,
+    SPACINGS,
+    Spacing,
+    check_choice,
+    check_steps,
+    naive_strided_timesteps,
+    sampling_schedule,
+    timestep_spacing,
+)
 from .speed import StepGraph
+from .steps import (
+    VARIANCES,
+    X0_MODES,
+    StepOutput,
+    Variance,
+    X0Mode,
+    ddim_step,
+    ddpm_step,
+    dynamic_threshold,
+    naive_strided_step,
+    predict_eps_from_x0,
+    predict_x0_from_eps,
+    process_x0,
+    q_posterior_mean,
+    step_at,
+)
 
 Sampler = Literal["ddpm", "ddim", "naive_strided"]
-Spacing = Literal["leading", "linspace", "trailing"]
-Variance = Literal["beta", "beta_tilde"]
-X0Mode = Literal["none", "clip", "dynamic"]
-
 SAMPLERS: tuple[str, ...] = get_args(Sampler)
-SPACINGS: tuple[str, ...] = get_args(Spacing)
-VARIANCES: tuple[str, ...] = get_args(Variance)
-X0_MODES: tuple[str, ...] = get_args(X0Mode)
+
+StepNoise = Tensor | Sequence[Tensor] | Callable[[int], Tensor]
+"""Per-step noise from outside: one z (B, ...) per step that adds noise, in order,
+as a tensor (S_noisy, B, ...) or a sequence, or a callable ``index -> z``."""
 
 
-def check_choice(name: str, value: object, valid: Sequence[str]) -> None:
-    """Raise ``ValueError`` naming ``value`` and the valid choices when it is not one of them."""
-    if value not in valid:
-        raise ValueError(
-            f"unknown {name} {value!r}; valid values are {', '.join(map(repr, valid))}"
-        )
-
-
-# ------------------------------------------------------------------ x̂0 and ε̂
-def predict_x0_from_eps(
-    schedule: NoiseSchedule, x_t: Tensor, t: Tensor | int, eps: Tensor
-) -> Tensor:
-    """x̂0 = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t  =  x_t/√ᾱ_t − √(1/ᾱ_t − 1) ε̂.  Shapes (B, ...)."""
-    return (
-        extract(schedule.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t
-        - extract(schedule.sqrt_recipm1_alphas_cumprod, t, x_t.shape) * eps
-    )
-
-
-def predict_eps_from_x0(
-    schedule: NoiseSchedule, x_t: Tensor, t: Tensor | int, x0: Tensor
-) -> Tensor:
-    """ε̂ = (x_t − √ᾱ_t x̂0) / √(1 − ᾱ_t)  =  (x_t/√ᾱ_t − x̂0) / √(1/ᾱ_t − 1).  Shapes (B, ...)."""
-    return (extract(schedule.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t - x0) / extract(
-        schedule.sqrt_recipm1_alphas_cumprod, t, x_t.shape
-    )
-
-
-def dynamic_threshold(x0: Tensor, percentile: float = 0.995) -> Tensor:
-    """Imagen's dynamic thresholding (Saharia et al. 2022, §2.3).
-
-    Per sample, s = max(1, the ``percentile`` quantile of |x̂0|); then x̂0 is
-    clamped to [−s, s] and divided by s, so it lies in [−1, 1]. Samples already
-    inside [−1, 1] (s = 1) are only clamped, i.e. unchanged.
-    """
-    if not 0.0 < percentile <= 1.0:
-        raise ValueError(f"percentile must be in (0, 1], got {percentile}")
-    flat = x0.reshape(x0.shape[0], -1).abs().float()  # (B, D)
-    s = torch.quantile(flat, percentile, dim=1).clamp(min=1.0).to(x0.dtype)  # (B,)
-    s = s.reshape((-1,) + (1,) * (x0.ndim - 1))
-    return torch.maximum(torch.minimum(x0, s), -s) / s
-
-
-def process_x0(x0: Tensor, mode: X0Mode = "clip", percentile: float = 0.995) -> Tensor:
-    """Keep x̂0 in the data range: ``"none"``, ``"clip"`` to [−1, 1], or ``"dynamic"``."""
-    if mode == "none":
-        return x0
-    if mode == "clip":
-        return x0.clamp(-1.0, 1.0)
-    if mode == "dynamic":
-        return dynamic_threshold(x0, percentile)
-    check_choice("x0_mode", mode, X0_MODES)
-    raise AssertionError("unreachable")
-
-
-def q_posterior_mean(schedule: NoiseSchedule, x0: Tensor, x_t: Tensor, t: Tensor | int) -> Tensor:
-    """μ̃_t(x_t, x̂0) = coef1_t x̂0 + coef2_t x_t  (DDPM eq. 7).  Shapes (B, ...)."""
-    return (
-        extract(schedule.posterior_mean_coef1, t, x_t.shape) * x0
-        + extract(schedule.posterior_mean_coef2, t, x_t.shape) * x_t
-    )
-
-
-def _nonzero_mask(t: Tensor | int, x_t: Tensor) -> Tensor | float:
-    """1 where t > 0 and 0 at t = 0 (no noise is added by the last step)."""
-    if isinstance(t, int):
-        return 1.0 if t > 0 else 0.0
-    return (t > 0).to(x_t.dtype).reshape((-1,) + (1,) * (x_t.ndim - 1))
-
-
-@dataclass
-class StepOutput:
-    """What one reverse step produced. All tensors (B, ...)."""
-
-    x_prev: Tensor
-    """x_{t−1}."""
-    x0: Tensor
-    """x̂0 after processing (clipping or thresholding)."""
-    eps: Tensor
-    """ε̂, re-derived from the processed x̂0 when processing changed it."""
-
-
-def _x0_and_eps(
-    schedule: NoiseSchedule, x_t: Tensor, t: Tensor | int, eps: Tensor, x0_mode: X0Mode
-) -> tuple[Tensor, Tensor]:
-    # x̂0 from ε̂, processed; ε̂ re-derived so that (x̂0, ε̂) stay consistent with x_t
-    x0 = predict_x0_from_eps(schedule, x_t, t, eps)
-    if x0_mode == "none":
-        return x0, eps
-    x0 = process_x0(x0, x0_mode)
-    return x0, predict_eps_from_x0(schedule, x_t, t, x0)
-
-
-# ------------------------------------------------------------------ the steps
-def ddpm_step(
-    schedule: NoiseSchedule,
-    x_t: Tensor,
-    t: Tensor | int,
-    eps: Tensor,
-    noise: Tensor | None,
-    variance: Variance = "beta_tilde",
-    x0_mode: X0Mode = "clip",
-) -> StepOutput:
-    """One ancestral DDPM step x_t → x_{t−1} (Ho et al. 2020, Algorithm 2).
-
-    Args:
-        schedule: the (possibly respaced) schedule; ``t`` indexes it.
-        x_t: (B, ...).
-        t: step index, an int or a (B,) tensor.
-        eps: ε̂_θ(x_t, t), (B, ...).
-        noise: z ~ N(0, I), (B, ...); unused (may be ``None``) at t = 0.
-        variance: σ_t² = β_t (``"beta"``, the upper bound) or β̃_t
-            (``"beta_tilde"``, the posterior variance, the lower bound).
-        x0_mode: how x̂0 is kept in range before it is used.
-
-    Returns:
-        x_{t−1} = μ̃_t(x̂0, x_t) + σ_t z, with no noise at t = 0.
-
-    With ``x0_mode="none"`` the posterior mean equals the familiar ε-form
-    (1/√α_t)(x_t − β_t/√(1 − ᾱ_t) ε̂); the posterior form is used because it
-    stays correct when x̂0 is clipped.
-    """
-    check_choice("variance", variance, VARIANCES)
-    check_choice("x0_mode", x0_mode, X0_MODES)
-    # 1. x̂0 from ε̂ (eq. 15), processed
-    x0, eps = _x0_and_eps(schedule, x_t, t, eps, x0_mode)
-    # 2. mean of q(x_{t-1} | x_t, x̂0) (eq. 7)
-    mean = q_posterior_mean(schedule, x0, x_t, t)
-    # 3. σ_t² = β_t or β̃_t (section 3.2)
-    var = schedule.betas if variance == "beta" else schedule.posterior_variance
-    # 4. add noise, except at the last step
-    mask = _nonzero_mask(t, x_t)
-    if noise is None:
-        if not (isinstance(mask, float) and mask == 0.0):
-            raise ValueError("ddpm_step needs `noise` at every step but the last (t = 0)")
-        return StepOutput(mean, x0, eps)
-    x_prev = mean + mask * extract(var, t, x_t.shape).sqrt() * noise
-    return StepOutput(x_prev, x0, eps)
-
-
-def ddim_step(
-    schedule: NoiseSchedule,
-    x_t: Tensor,
-    t: Tensor | int,
-    eps: Tensor,
-    noise: Tensor | None,
-    eta: float = 0.0,
-    x0_mode: X0Mode = "clip",
-) -> StepOutput:
-    """One DDIM step x_t → x_{t_prev} (Song et al. 2021, eq. 12).
-
-    The previous timestep is the step before ``t`` in ``schedule``: respace the
-    schedule to the timesteps you want to visit (:func:`sampling_schedule`)
-    and ᾱ_{prev} is simply ``schedule.alphas_cumprod_prev[t]``, right for any
-    spacing and any step count.
-
-    Args:
-        eta: η ≥ 0. σ_t = η √((1 − ᾱ_prev)/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_prev);
-            η = 0 is deterministic, η = 1 matches DDPM with σ² = β̃.
-        noise: z, (B, ...); may be ``None`` when η = 0.
-
-    Returns:
-        x_prev = √ᾱ_prev x̂0 + √(1 − ᾱ_prev − σ_t²) ε̂ + σ_t z.
-    """
-    if not eta >= 0.0:
-        raise ValueError(f"eta must be >= 0 (0 = deterministic DDIM, 1 = DDPM-like), got {eta}")
-    check_choice("x0_mode", x0_mode, X0_MODES)
-    # 1. x̂0 ("predicted x_0") and the ε̂ consistent with it
-    x0, eps = _x0_and_eps(schedule, x_t, t, eps, x0_mode)
-    # 2. ᾱ_t and ᾱ_prev
-    a_bar = extract(schedule.alphas_cumprod, t, x_t.shape)
-    a_bar_prev = extract(schedule.alphas_cumprod_prev, t, x_t.shape)
-    # 3. σ_t(η) (eq. 16)
-    sigma = eta * ((1 - a_bar_prev) / (1 - a_bar) * (1 - a_bar / a_bar_prev)).sqrt()
-    # 4. "direction pointing to x_t" and the new sample
-    direction = (1 - a_bar_prev - sigma**2).clamp(min=0.0).sqrt() * eps
-    x_prev = a_bar_prev.sqrt() * x0 + direction
-    if eta > 0:
-        if noise is not None:
-            x_prev = x_prev + sigma * noise  # σ = 0 at the last step (ᾱ_prev = 1)
-        elif not (isinstance(t, int) and t == 0):
-            raise ValueError("ddim_step with eta > 0 needs `noise` at every step but the last")
-    return StepOutput(x_prev, x0, eps)
-
-
-def naive_strided_step(
-    schedule: NoiseSchedule,
-    x_t: Tensor,
-    t: int,
-    t_next: int,
-    eps: Tensor,
-    noise: Tensor,
-) -> StepOutput:
-    """The seed chapter's "reduced steps" update, kept as-is for comparison.
-
-    x_next = √ᾱ_{t_next} clip(x̂0) + √(1 − ᾱ_{t_next}) z
-
-    This is the wrong way to skip steps, on three counts:
-
-    - it throws away ε̂: x_t's own noise is replaced by *fresh* noise z, so
-      the "direction pointing to x_t" of DDIM is dropped;
-    - it re-noises to the full marginal q(x_{t_next} | x̂0), which is not the
-      posterior q(x_{t_next} | x_t, x̂0) that DDPM samples;
-    - at the last step t_next = max(0, t − stride) = 0, so it still adds
-      √(1 − ᾱ_0) z (≈ 0.01 for the linear schedule) to the final image.
-
-    ``t`` and ``t_next`` index ``schedule`` (an un-respaced one).
-    """
-    x0 = predict_x0_from_eps(schedule, x_t, t, eps).clamp(-1.0, 1.0)
-    a_bar_next = schedule.alphas_cumprod[t_next]
-    x_next = a_bar_next.sqrt() * x0 + (1 - a_bar_next).sqrt() * noise
-    return StepOutput(x_next, x0, predict_eps_from_x0(schedule, x_t, t, x0))
-
-
-def naive_strided_timesteps(num_timesteps: int, num_inference_steps: int) -> list[int]:
-    """The seed's timesteps, descending: ``range(0, T, T // n)[::-1]``.
-
-    When n does not divide T this visits more than n steps (T = 1000, n = 300
-    gives a stride of 3 and 334 steps), as the seed does.
-    """
-    stride = num_timesteps // num_inference_steps
-    return list(range(0, num_timesteps, stride))[::-1]
-
-
-# --------------------------------------------------------- which steps to visit
-def timestep_spacing(num_timesteps: int, steps: int, spacing: Spacing = "leading") -> np.ndarray:
-    """The ``steps`` step indices in [0, T−1] to visit, ascending.
-
-    - ``"leading"``: 0, k, 2k, … with k = T // steps (DDIM paper; starts at 0,
-      may stop well short of T − 1 when steps does not divide T);
-    - ``"linspace"``: ``round(linspace(0, T−1, steps))`` (includes both ends);
-    - ``"trailing"``: ``round(arange(T, 0, −T/steps)) − 1`` (always includes
-      T − 1, where x_T is pure noise; Lin et al. 2024 recommend it).
-    """
-    check_choice("spacing", spacing, SPACINGS)
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
-        raise TypeError(f"steps must be an int, got {type(steps).__name__}")
-    if not 1 <= steps <= num_timesteps:
-        raise ValueError(f"steps must be between 1 and T = {num_timesteps}, got {steps}")
-    if spacing == "leading":
-        kept = np.arange(steps, dtype=np.int64) * (num_timesteps // steps)
-    elif spacing == "linspace":
-        kept = np.round(np.linspace(0, num_timesteps - 1, steps)).astype(np.int64)
-    else:  # trailing
-        kept = np.round(np.arange(num_timesteps, 0, -num_timesteps / steps)).astype(np.int64) - 1
-        kept = kept[::-1].copy()
-    return kept
-
-
-def sampling_schedule(
-    schedule: NoiseSchedule, steps: int | None = None, spacing: Spacing = "leading"
-) -> NoiseSchedule:
-    """The schedule a sampler walks: ``schedule`` itself, or respaced to ``steps``."""
-    check_choice("spacing", spacing, SPACINGS)
-    if steps is None or steps == schedule.num_steps:
-        return schedule
-    return schedule.respace(timestep_spacing(schedule.num_steps, steps, spacing))
-
-
-# -------------------------------------------------------------------- the loop
 @dataclass
 class SampleStep:
-    """One step of the reverse process, as yielded by :func:`sample_progressive`."""
+    """One step of the reverse process, as yielded by :func:`sample_progressive`.
+
+    Tensors are (B, ...) unless said otherwise.
+    """
 
     index: int
     """Position in the loop, 0 for the first (noisiest) step."""
@@ -320,13 +88,39 @@ class SampleStep:
     alpha_bar: float
     """ᾱ_t at this step."""
     x_t: Tensor
-    """The input of this step, (B, ...)."""
+    """The input of this step."""
     x0: Tensor
-    """The predicted (processed) x̂0, (B, ...)."""
+    """The predicted (processed) x̂0."""
     eps: Tensor
-    """The predicted ε̂ (guided, if guidance is on), (B, ...)."""
+    """The ε̂ the update used (guided, and re-derived from a clipped x̂0 where that applies)."""
     x_prev: Tensor
-    """The output, x_{t−1}; after the last step, the sample."""
+    """The output, x_{t−1} = mean + σ z; after the last step, the sample."""
+    mean: Tensor | None = None
+    """The step's mean (x_prev before the noise term)."""
+    sigma: Tensor | None = None
+    """σ of the noise term, broadcastable to x_t; 0 where no noise is added."""
+    model_output: Tensor | None = None
+    """The model's ε̂ as returned (guided ε̃ under guidance), before any re-derivation."""
+    eps_cond: Tensor | None = None
+    """Under guidance, ε(x_t, t, c); else ``None``."""
+    eps_uncond: Tensor | None = None
+    """Under guidance, ε(x_t, t, ∅); else ``None``."""
+    noise: Tensor | None = None
+    """The z of this step, or ``None`` where none was added."""
+
+
+def _as_shape(shape: object) -> tuple[int, ...]:
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, (Sequence, torch.Size)):
+        raise TypeError(
+            f"shape must be a sequence (B, ...) such as (16, 1, 8, 8), got "
+            f"{type(shape).__name__} {shape!r}"
+        )
+    dims = tuple(shape)
+    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims):
+        raise TypeError(f"shape must hold ints, got {dims!r}")
+    if len(dims) < 2 or min(dims) < 1:
+        raise ValueError(f"shape must be (B, ...) with every size >= 1, got {dims}")
+    return tuple(int(d) for d in dims)
 
 
 def _as_labels(
@@ -339,11 +133,21 @@ def _as_labels(
         raise ValueError(
             "labels were given but the model is unconditional (it has no `null_label`)"
         )
-    if isinstance(labels, int):
-        y = torch.full((batch,), labels, dtype=torch.long)
+    if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
+        y = torch.full((batch,), int(labels), dtype=torch.long)
+    elif isinstance(labels, (str, bytes, float, bool)) or isinstance(labels, np.floating):
+        raise TypeError(
+            f"labels must be an int or a sequence/tensor of B ints, got "
+            f"{type(labels).__name__} {labels!r}"
+        )
     else:
-        y = torch.as_tensor(labels)
-        if y.dtype.is_floating_point or y.dtype == torch.bool:
+        try:
+            y = torch.as_tensor(labels)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(
+                f"labels must be an int or a sequence/tensor of B ints, got {labels!r}"
+            ) from err
+        if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
             raise TypeError(f"labels must be integers, got dtype {y.dtype}")
         y = y.long().reshape(-1)
     if y.shape[0] != batch:
@@ -359,6 +163,87 @@ def _as_labels(
     return y.to(device)
 
 
+def _check_device(model: object, device: torch.device | str | None) -> torch.device:
+    """The device to sample on: the model's, or ``device`` when it agrees with the model's."""
+    on = model_device(model)
+    if device is None:
+        return on
+    dev = resolve_device(device)
+    has_params = isinstance(model, torch.nn.Module) and any(True for _ in model.parameters())
+    same = dev.type == on.type and (dev.index is None or on.index is None or dev.index == on.index)
+    if has_params and not same:
+        raise ValueError(
+            f"device={str(dev)!r} was asked but the model's weights are on {on}; move the "
+            f"model first (model.to({str(dev)!r})) or leave device=None to sample on {on}"
+        )
+    return dev
+
+
+class _FiniteWatch:
+    """Finds the first step whose model output is NaN/inf, and which t it was at.
+
+    On a CPU it checks at once (and stops the loop there). Elsewhere it keeps the
+    first bad t in a device buffer (no host sync per step, CUDA-graph safe) and
+    :meth:`check` reads it once at the end.
+    """
+
+    def __init__(self, device: torch.device, timesteps: np.ndarray, visit: Sequence[int]) -> None:
+        self.eager = device.type == "cpu"
+        self.bad = None if self.eager else torch.full((), -1, dtype=torch.long, device=device)
+        self.order = {int(timesteps[i]): k for k, i in enumerate(visit)}
+        self.total = len(visit)
+
+    def _fail(self, t: int) -> None:
+        raise FloatingPointError(
+            f"the model returned NaN/inf at step {self.order.get(t, '?')} of {self.total} "
+            f"(t = {t}); every step before it was finite. Check the model (weights, "
+            "precision: try fp32) and its inputs"
+        )
+
+    def update(self, eps: Tensor, t: Tensor) -> None:
+        """``eps`` (B, ...) of the step at original timestep ``t`` (a (B,) tensor)."""
+        finite = torch.isfinite(eps).all()
+        if self.eager:
+            if not bool(finite):
+                self._fail(int(t[0]))
+            return
+        assert self.bad is not None
+        first = (self.bad < 0) & ~finite
+        self.bad.copy_(torch.where(first, t[0], self.bad))
+
+    def check(self) -> None:
+        if self.bad is not None and (t := int(self.bad)) >= 0:
+            self._fail(t)
+
+
+def _noise_source(
+    step_noise: StepNoise | None, noise: SampleNoise, batch_shape: tuple[int, ...],
+    device: torch.device, count: int,
+) -> Callable[[int], Tensor]:
+    """``next_z(index)``: the z of the step at loop position ``index``."""
+    if step_noise is None:
+        return lambda index: noise.next()
+    if callable(step_noise):
+        fn = step_noise
+    else:
+        if len(step_noise) != count:
+            raise ValueError(
+                f"step_noise holds {len(step_noise)} noise tensors; this run adds noise at "
+                f"{count} steps (one z of shape {batch_shape} each)"
+            )
+        it = iter(step_noise)
+        fn = lambda index: next(it)  # noqa: E731
+
+    def next_z(index: int) -> Tensor:
+        z = fn(index)
+        if not isinstance(z, Tensor) or tuple(z.shape) != batch_shape:
+            got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+            raise ValueError(f"step_noise gave {got} at step {index}, expected {batch_shape}")
+        return z.to(device=device, dtype=torch.float32)
+
+    return next_z
+
+
 @torch.no_grad()
 def sample_progressive(
     model: EpsModel,
@@ -367,16 +252,19 @@ def sample_progressive(
     *,
     sampler: Sampler = "ddpm",
     steps: int | None = None,
-    spacing: Spacing = "leading",
+    spacing: Spacing = DEFAULT_SPACING,
     variance: Variance = "beta_tilde",
     eta: float = 0.0,
     x0_mode: X0Mode = "clip",
+    rederive_eps: bool = True,
+    final_alpha: FinalAlpha = "one",
     labels: Tensor | Sequence[int] | int | None = None,
     guidance_scale: float | None = None,
     cfg_mode: CfgMode = "batched",
     seed: int | None = None,
     seeds: Sequence[int] | None = None,
     x_T: Tensor | None = None,
+    step_noise: StepNoise | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
     callback: Callable[[SampleStep], None] | None = None,
@@ -386,26 +274,42 @@ def sample_progressive(
     """Run the reverse process from x_T ~ N(0, I), yielding every step.
 
     Args:
-        model: ``model(x_t, t, labels=None) -> ε̂`` (see :mod:`diffusion_lib.model_api`).
+        model: ``model(x_t, t, labels=None) -> ε̂`` (see :mod:`diffusion_lib.model_api`),
+            float32 (wrap a half-precision model in
+            :class:`~diffusion_lib.speed.AutocastModel`: the sampler stays fp32).
         schedule: the schedule the model was trained with (T steps).
         shape: (B, ...) of the batch to generate, e.g. (16, 1, 8, 8).
         sampler: ``"ddpm"`` (ancestral), ``"ddim"``, or ``"naive_strided"``
             (the seed chapter's, for comparison only).
         steps: how many steps to take (1 … T); ``None`` = all T. DDPM and DDIM
-            respace the schedule (:func:`sampling_schedule`).
-        spacing: which steps to keep: ``"leading"``, ``"linspace"``, ``"trailing"``.
+            respace the schedule (:func:`~diffusion_lib.spacing.sampling_schedule`).
+        spacing: which steps to keep when ``steps`` < T: ``"trailing"`` (default;
+            always starts at T − 1), ``"linspace"`` or ``"leading"`` (the DDIM
+            paper's; starts well below T − 1 when T/2 < steps < T). See
+            :mod:`diffusion_lib.spacing`.
         variance: DDPM's σ² = ``"beta"`` or ``"beta_tilde"``.
-        eta: DDIM's η ≥ 0.
+        eta: DDIM's η in [0, 1].
         x0_mode: ``"none"``, ``"clip"`` or ``"dynamic"`` processing of x̂0.
+        rederive_eps: DDIM: use the ε̂ consistent with the clipped x̂0 (default;
+            diffusers' ``use_clipped_model_output=True``) or the raw one.
+        final_alpha: DDIM: ᾱ_prev of the last step, ``"one"`` or ``"first"``
+            (diffusers' ``set_alpha_to_one``).
         labels: an int, or (B,) class labels; ``None`` = unconditional.
-        guidance_scale: classifier-free guidance w; ``None`` = no guidance.
+        guidance_scale: classifier-free guidance w (finite); ``None`` = no guidance.
         cfg_mode: ``"batched"`` (one 2B call) or ``"two_pass"``.
-        seed, seeds: per-sample seeds (:func:`diffusion_lib.noise.resolve_seeds`):
-            sample i is the same whatever the batch size.
-        x_T: start from this x_T (B, ...) instead of drawing it; the per-step
-            noise still comes from the seeds.
-        device: where to sample; default: the model's device (CPU for a
-            model without parameters).
+        seed, seeds: per-sample integer seeds (:func:`diffusion_lib.noise.resolve_seeds`):
+            sample i gets the same x_T and z whatever the batch.
+        x_T: start from this x_T (B, ...) instead of drawing it; it is converted
+            to float32 on the sampling device (a half x_T is upcast, the caller's
+            tensor is not changed). Must be finite.
+        step_noise: take the per-step noise from outside instead of the seeds:
+            one z (B, ...) per step that adds noise, in order, as a tensor
+            (S_noisy, B, ...), a sequence, or a callable ``index -> z``. DDPM and
+            DDIM (η > 0) add noise at every step but the last (S − 1), the
+            naive sampler at every step (S), DDIM with ``final_alpha="first"``
+            at every step. With ``x_T`` as well, a run is fully fixed from outside.
+        device: where to sample; default and otherwise: the model's device (a
+            model's weights and ``device`` must agree).
         progress: show a ``tqdm`` progress bar.
         callback: called with every :class:`SampleStep`.
         cuda_graph: run each step as one replay of a CUDA graph
@@ -415,17 +319,22 @@ def sample_progressive(
             the static-buffer step runs without capture; on CUDA up to the
             kernels cuBLAS picks). The model must not read tensors back to the
             host; the library's models and :class:`~diffusion_lib.speed.AutocastModel`
-            comply, and the final sample is checked for NaN/inf.
+            comply.
 
     Yields:
         :class:`SampleStep` for every step, noisiest first.
+
+    Raises:
+        ValueError / TypeError: for any bad argument, naming it and what is valid.
+        FloatingPointError: the model returned NaN/inf; names the first such step and t.
     """
     check_choice("sampler", sampler, SAMPLERS)
     check_choice("spacing", spacing, SPACINGS)
     check_choice("variance", variance, VARIANCES)
     check_choice("x0_mode", x0_mode, X0_MODES)
-    if not eta >= 0.0:
-        raise ValueError(f"eta must be >= 0 (0 = deterministic DDIM, 1 = DDPM-like), got {eta}")
+    check_choice("final_alpha", final_alpha, FINAL_ALPHAS)
+    eta = check_eta(eta)
+    check_guidance_scale(guidance_scale)
     if cuda_graph and sampler == "naive_strided":
         raise ValueError(
             "cuda_graph=True supports sampler='ddpm' and 'ddim'; "
@@ -435,30 +344,29 @@ def sample_progressive(
         raise ValueError(
             f"eta only applies to sampler='ddim', got eta={eta} with sampler={sampler!r}"
         )
-    shape = tuple(int(d) for d in shape)
-    if len(shape) < 2 or min(shape) < 1:
-        raise ValueError(f"shape must be (B, ...) with every size >= 1, got {shape}")
+    shape = _as_shape(shape)
     batch = shape[0]
     num_timesteps = schedule.num_steps
     if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
-            raise TypeError(f"steps must be an int or None, got {type(steps).__name__}")
-        if not 1 <= steps <= num_timesteps:
-            raise ValueError(f"steps must be between 1 and T = {num_timesteps}, got {steps}")
+        steps = check_steps(steps, num_timesteps)
+    model_T = getattr(model, "num_timesteps", None)
+    if model_T is not None and int(model_T) != schedule.num_train_timesteps:
+        raise ValueError(
+            f"the model was trained with T = {model_T} timesteps but the schedule has "
+            f"T = {schedule.num_train_timesteps}; pass the schedule it was trained with "
+            "(load_pretrained returns both) and choose fewer steps with `steps=`"
+        )
 
-    dev = resolve_device(device) if device is not None else model_device(model)
+    dev = _check_device(model, device)
     y = _as_labels(labels, batch, model, dev)
-    eps_fn = make_eps_fn(model, y, guidance_scale, cfg_mode)
-    uses_noise = sampler != "ddim" or eta > 0
-    # step noises the loop will draw (none for deterministic DDIM: no workers drawing ahead)
-    total_z = (steps or num_timesteps) - (0 if sampler == "naive_strided" else 1)
-    total_z = max(total_z, 1) if uses_noise else 0
-    noise = SampleNoise(resolve_seeds(batch, seed, seeds), shape[1:], dev, total=total_z)
-    x = noise.initial()
+    eps_fn = make_eps_parts_fn(model, y, guidance_scale, cfg_mode)
     if x_T is not None:
+        if not isinstance(x_T, Tensor):
+            raise TypeError(f"x_T must be a tensor of shape {shape}, got {type(x_T).__name__}")
         if tuple(x_T.shape) != shape:
             raise ValueError(f"x_T has shape {tuple(x_T.shape)}, expected {shape}")
-        x = x_T.to(device=dev, dtype=torch.float32)
+        if x_T.device.type != "meta" and not bool(torch.isfinite(x_T).all()):
+            raise ValueError(f"x_T holds {int((~torch.isfinite(x_T)).sum())} NaN/inf value(s)")
 
     if sampler == "naive_strided":
         sched = schedule.to(dev)
@@ -467,12 +375,40 @@ def sample_progressive(
     else:
         sched = sampling_schedule(schedule, steps, spacing).to(dev)
         visit = list(range(sched.num_steps))[::-1]
+    # which steps add noise (and so draw a z)
+    if sampler == "naive_strided":
+        noisy = [True] * len(visit)
+    elif sampler == "ddim" and eta == 0.0:
+        noisy = [False] * len(visit)
+    else:
+        last_too = sampler == "ddim" and final_alpha == "first"
+        noisy = [i > 0 or last_too for i in visit]
+    uses_noise = any(noisy)
+    noise = SampleNoise(
+        resolve_seeds(batch, seed, seeds), shape[1:], dev,
+        total=sum(noisy) if step_noise is None else 0,
+    )
+    x = noise.initial() if x_T is None else x_T.to(device=dev, dtype=torch.float32)
+    next_z = _noise_source(step_noise, noise, shape, dev, sum(noisy))
+    watch = _FiniteWatch(dev, sched.timesteps_numpy, visit)
+    if sampler == "ddim":
+        sched.ddim_coefficients(eta, final_alpha)  # computed once, before any capture
     original_t = sched.timesteps_numpy
     alpha_bars = sched.alphas_cumprod_f64
+
+    def update(x: Tensor, i: int | Tensor, parts: EpsParts, z: Tensor | None) -> StepOutput:
+        eps = parts.eps.float()
+        if sampler == "ddpm":
+            if z is None and isinstance(i, Tensor):  # the graph's one-step run: σ = 0 here
+                z = torch.zeros_like(x)
+            return ddpm_step(sched, x, i, eps, z, variance, x0_mode)
+        return ddim_step(sched, x, i, eps, z, eta, x0_mode,
+                         rederive_eps=rederive_eps, final_alpha=final_alpha)
+
     if cuda_graph:
         yield from _graphed_loop(
-            sched, eps_fn, x, noise, visit, sampler, variance, eta, x0_mode, uses_noise,
-            progress, callback, _copy_steps,
+            sched, eps_fn, update, watch, x, noise, next_z, visit, noisy, uses_noise,
+            sampler, progress, callback, _copy_steps,
         )
         return
     t_batches = sched.timesteps.unsqueeze(1).expand(-1, batch)  # (S, B), no per-step allocation
@@ -481,26 +417,27 @@ def sample_progressive(
         for index, i in enumerate(tqdm(visit, desc=sampler, disable=not progress, leave=False)):
             t_model = t_batches[i]
             if index == 0:
-                eps = check_model_output(lambda: eps_fn(x, t_model), x)  # noqa: B023
+                parts = check_model_output(lambda: eps_fn(x, t_model), x)  # noqa: B023
             else:
-                eps = eps_fn(x, t_model)
-            eps = eps.float()
-            if sampler == "ddpm":
-                z = noise.next() if i > 0 else None
-                out = ddpm_step(sched, x, i, eps, z, variance, x0_mode)
-            elif sampler == "ddim":
-                z = noise.next() if (i > 0 and eta > 0) else None
-                out = ddim_step(sched, x, i, eps, z, eta, x0_mode)
+                parts = eps_fn(x, t_model)
+                if not isinstance(parts.eps, Tensor) or parts.eps.shape != x.shape:
+                    got = tuple(parts.eps.shape) if isinstance(parts.eps, Tensor) else parts.eps
+                    raise ValueError(
+                        f"the model returned shape {got} at step {index} (t = {original_t[i]}); "
+                        f"it returned {tuple(x.shape)} before: ε̂ must keep x_t's shape"
+                    )
+            watch.update(parts.eps, t_model)
+            z = next_z(index) if noisy[index] else None
+            if sampler == "naive_strided":
+                assert z is not None
+                out = naive_strided_step(sched, x, i, max(0, i - stride), parts.eps.float(), z)
             else:
-                out = naive_strided_step(sched, x, i, max(0, i - stride), eps, noise.next())
+                out = update(x, i, parts, z)
             step = SampleStep(
-                index=index,
-                t=int(original_t[i]),
-                alpha_bar=float(alpha_bars[i]),
-                x_t=x,
-                x0=out.x0,
-                eps=out.eps,
-                x_prev=out.x_prev,
+                index=index, t=int(original_t[i]), alpha_bar=float(alpha_bars[i]),
+                x_t=x, x0=out.x0, eps=out.eps, x_prev=out.x_prev, mean=out.mean,
+                sigma=out.sigma, model_output=parts.eps, eps_cond=parts.eps_cond,
+                eps_uncond=parts.eps_uncond, noise=z,
             )
             if callback is not None:
                 callback(step)
@@ -508,19 +445,21 @@ def sample_progressive(
             x = out.x_prev
     finally:
         noise.close()  # stops its worker threads, if any
+    watch.check()
 
 
 def _graphed_loop(
     sched: NoiseSchedule,
-    eps_fn: Callable[[Tensor, Tensor], Tensor],
+    eps_fn: Callable[[Tensor, Tensor], EpsParts],
+    update: Callable[[Tensor, Tensor, EpsParts, Tensor | None], StepOutput],
+    watch: _FiniteWatch,
     x_T: Tensor,
     noise: SampleNoise,
+    next_z: Callable[[int], Tensor],
     visit: list[int],
-    sampler: Sampler,
-    variance: Variance,
-    eta: float,
-    x0_mode: X0Mode,
+    noisy: list[bool],
     uses_noise: bool,
+    sampler: Sampler,
     progress: bool,
     callback: Callable[[SampleStep], None] | None,
     copy_steps: bool,
@@ -530,13 +469,16 @@ def _graphed_loop(
     The step takes its index as a (B,) tensor, so every schedule value is
     gathered on the device and the noise term is masked rather than skipped.
     """
-    def step_fn(x: Tensor, i: Tensor, z: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        eps = eps_fn(x, sched.timesteps[i]).float()
-        if sampler == "ddpm":
-            out = ddpm_step(sched, x, i, eps, z, variance, x0_mode)
-        else:
-            out = ddim_step(sched, x, i, eps, z if eta > 0 else None, eta, x0_mode)
-        return out.x_prev, out.x0, out.eps
+    guided = [False]
+
+    def step_fn(x: Tensor, i: Tensor, z: Tensor | None) -> tuple[Tensor, ...]:
+        t = sched.timesteps[i]
+        parts = eps_fn(x, t)
+        watch.update(parts.eps, t)
+        out = update(x, i, parts, z)
+        extra = (parts.eps_cond, parts.eps_uncond) if parts.eps_cond is not None else ()
+        guided[0] = bool(extra)
+        return (out.x_prev, out.x0, out.eps, out.mean, out.sigma, parts.eps, *extra)
 
     original_t = sched.timesteps_numpy
     alpha_bars = sched.alphas_cumprod_f64
@@ -545,23 +487,24 @@ def _graphed_loop(
     try:
         for index, i in enumerate(tqdm(visit, desc=sampler, disable=not progress, leave=False)):
             x_t = graph.x.clone() if copy_steps else graph.x
-            z = noise.next() if (uses_noise and i > 0) else None
-            x_prev, x0, eps = graph.step(z)
+            z = next_z(index) if noisy[index] else None
+            outs = graph.step(z)
             if copy_steps:
-                x_prev, x0, eps = x_prev.clone(), x0.clone(), eps.clone()
+                outs = tuple(o.clone() for o in outs)
             elif i == 0:
-                x_prev = x_prev.clone()  # the caller keeps the sample; the buffer is reused
-            step = SampleStep(index, int(original_t[i]), float(alpha_bars[i]), x_t, x0, eps, x_prev)
+                outs = (outs[0].clone(), *outs[1:])  # the caller keeps the sample
+            cond, uncond = (outs[6], outs[7]) if guided[0] else (None, None)
+            step = SampleStep(
+                index, int(original_t[i]), float(alpha_bars[i]), x_t, outs[1], outs[2],
+                outs[0], mean=outs[3], sigma=outs[4], model_output=outs[5], eps_cond=cond,
+                eps_uncond=uncond, noise=z,
+            )
             if callback is not None:
                 callback(step)
             yield step
     finally:
         noise.close()
-    if not bool(torch.isfinite(graph.x).all()):
-        raise FloatingPointError(
-            "the sample holds NaN/inf after the CUDA-graph loop; run with cuda_graph=False "
-            "to find the step (AutocastModel checks every call there)"
-        )
+    watch.check()
 
 
 def sample(
@@ -583,3 +526,34 @@ def sample(
         x = step.x_prev
     assert x is not None
     return x
+
+
+__all__ = [
+    "DEFAULT_SPACING",
+    "SAMPLERS",
+    "SPACINGS",
+    "VARIANCES",
+    "X0_MODES",
+    "SampleStep",
+    "Sampler",
+    "Spacing",
+    "StepNoise",
+    "StepOutput",
+    "Variance",
+    "X0Mode",
+    "check_choice",
+    "ddim_step",
+    "ddpm_step",
+    "dynamic_threshold",
+    "naive_strided_step",
+    "naive_strided_timesteps",
+    "predict_eps_from_x0",
+    "predict_x0_from_eps",
+    "process_x0",
+    "q_posterior_mean",
+    "sample",
+    "sample_progressive",
+    "sampling_schedule",
+    "step_at",
+    "timestep_spacing",
+]

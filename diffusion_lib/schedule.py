@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 import numpy as np
 import torch
@@ -56,6 +56,38 @@ _DERIVED = (
     "posterior_mean_coef1",
     "posterior_mean_coef2",
 )
+
+
+FinalAlpha = Literal["one", "first"]
+FINAL_ALPHAS: tuple[str, ...] = get_args(FinalAlpha)
+
+
+class DDIMCoefficients(NamedTuple):
+    """DDIM's per-step coefficients (float32, (T,)): x_prev = c_x0 x̂0 + c_eps ε̂ + σ z."""
+
+    c_x0: Tensor
+    """√ᾱ_prev."""
+    c_eps: Tensor
+    """√(1 − ᾱ_prev − σ²), the weight of the "direction pointing to x_t"."""
+    sigma: Tensor
+    """σ_t(η)."""
+
+
+def check_eta(eta: object) -> float:
+    """η as a float in [0, 1], or a ``ValueError``/``TypeError`` that says why not.
+
+    η > 1 would make 1 − ᾱ_prev − σ² negative at some steps (the DDIM update
+    leaves its valid range), so it is refused rather than clamped.
+    """
+    if isinstance(eta, bool) or not isinstance(eta, (int, float, np.integer, np.floating)):
+        raise TypeError(f"eta must be a number in [0, 1], got {type(eta).__name__} {eta!r}")
+    value = float(eta)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(
+            f"eta must be in [0, 1] (0 = deterministic DDIM, 1 = σ² of DDPM's posterior β̃), "
+            f"got {eta}"
+        )
+    return value
 
 
 def extract(values: Tensor, t: Tensor | int, x_shape: Sequence[int]) -> Tensor:
@@ -108,6 +140,7 @@ class NoiseSchedule:
         betas: Sequence[float] | np.ndarray | Tensor,
         timesteps: Sequence[int] | np.ndarray | Tensor | None = None,
         device: torch.device | str | None = None,
+        train_alpha_cumprod_0: float | None = None,
     ) -> None:
         if isinstance(betas, Tensor):
             betas = betas.detach().cpu().double().numpy()
@@ -132,6 +165,7 @@ class NoiseSchedule:
             if np.any(np.diff(ts) <= 0):
                 raise ValueError("timesteps must be strictly increasing")
         self._betas64 = b
+        self._ddim_cache: dict[tuple[float, str], DDIMCoefficients] = {}
         self._device = torch.device(device) if device is not None else torch.device("cpu")
 
         a = 1.0 - b
@@ -162,6 +196,11 @@ class NoiseSchedule:
                 torch.as_tensor(derived[name], dtype=torch.float32, device=self._device),
             )
         self._timesteps64 = ts.copy()  # host copy: no device read to respace or move
+        # ᾱ at the training schedule's first timestep (diffusers' alphas_cumprod[0]);
+        # a respaced schedule that skips timestep 0 no longer holds it, so it is carried.
+        self.train_alpha_cumprod_0 = (
+            float(a_bar[0]) if train_alpha_cumprod_0 is None else float(train_alpha_cumprod_0)
+        )
         self.timesteps = torch.as_tensor(ts, dtype=torch.long, device=self._device)
 
     # ------------------------------------------------------------------ basics
@@ -194,7 +233,10 @@ class NoiseSchedule:
 
     def to(self, device: torch.device | str) -> NoiseSchedule:
         """A copy of this schedule on ``device``. This object is not changed."""
-        return NoiseSchedule(self._betas64, self._timesteps64, device=device)
+        return NoiseSchedule(
+            self._betas64, self._timesteps64, device=device,
+            train_alpha_cumprod_0=self.train_alpha_cumprod_0,
+        )
 
     def __repr__(self) -> str:
         respaced = self.num_steps != self.num_train_timesteps
@@ -268,7 +310,75 @@ class NoiseSchedule:
         a_bar = self.alphas_cumprod_f64[k]
         a_bar_prev = np.append(1.0, a_bar[:-1])
         betas = 1.0 - a_bar / a_bar_prev
-        return NoiseSchedule(betas, self._timesteps64[k], device=self._device)
+        return NoiseSchedule(
+            betas, self._timesteps64[k], device=self._device,
+            train_alpha_cumprod_0=self.train_alpha_cumprod_0,
+        )
+
+    def index_of(self, timestep: int) -> int:
+        """The step index of original timestep ``timestep`` in this schedule.
+
+        ``schedule.timesteps[schedule.index_of(t)] == t``. For the step API by
+        timestep (diffusers' ``scheduler.step(model_output, t, sample)``).
+        Raises ``ValueError`` naming the nearest visited timesteps otherwise.
+        """
+        if isinstance(timestep, Tensor):
+            if timestep.numel() != 1:
+                raise ValueError(f"timestep must be one integer, got shape {tuple(timestep.shape)}")
+            timestep = timestep.item()
+        if isinstance(timestep, bool) or not isinstance(timestep, (int, np.integer)):
+            raise TypeError(f"timestep must be an int, got {type(timestep).__name__}")
+        i = int(np.searchsorted(self._timesteps64, timestep))
+        if i < self.num_steps and self._timesteps64[i] == timestep:
+            return i
+        near = self._timesteps64[max(0, i - 1) : i + 1].tolist()
+        raise ValueError(
+            f"timestep {timestep} is not one of this schedule's {self.num_steps} timesteps "
+            f"(nearest: {near}); pass one of `schedule.timesteps`"
+        )
+
+    # ---------------------------------------------------------- DDIM, in float64
+    def ddim_coefficients(self, eta: float, final_alpha: FinalAlpha = "one") -> DDIMCoefficients:
+        """Per-step DDIM coefficients, computed in float64 and cached (float32 tensors).
+
+        x_prev = c_x0 · x̂0 + c_eps · ε̂ + σ · z  (Song et al. 2021, eq. 12) with
+
+        - c_x0 = √ᾱ_prev,
+        - σ = η √((1 − ᾱ_prev)/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_prev)  (eq. 16),
+        - c_eps = √(1 − ᾱ_prev − σ²), computed as
+          √((1 − ᾱ_prev)(1 − η² (1 − ᾱ_t/ᾱ_prev)/(1 − ᾱ_t))) so nothing cancels
+          (at cosine t = 999 the float32 difference is 11 % off or 0).
+
+        Args:
+            eta: η in [0, 1]; η = 1 makes σ² = β̃ (the DDPM posterior variance).
+            final_alpha: ᾱ_prev of the last step: ``"one"`` (ᾱ = 1, a clean
+                x_0; diffusers' ``set_alpha_to_one=True``) or ``"first"`` (ᾱ
+                of the training schedule's timestep 0, ``set_alpha_to_one=False``).
+
+        Returns:
+            :class:`DDIMCoefficients`, each (T,) on this schedule's device.
+        """
+        eta = check_eta(eta)
+        if final_alpha not in FINAL_ALPHAS:
+            raise ValueError(
+                f"unknown final_alpha {final_alpha!r}; valid values are "
+                f"{', '.join(map(repr, FINAL_ALPHAS))}"
+            )
+        key = (eta, final_alpha)
+        if key not in self._ddim_cache:
+            a_bar = self.alphas_cumprod_f64
+            first = 1.0 if final_alpha == "one" else self.train_alpha_cumprod_0
+            a_prev = np.append(first, a_bar[:-1])
+            ratio = 1.0 - a_bar / a_prev  # the step's own β, ≥ 0
+            var = eta**2 * (1.0 - a_prev) / (1.0 - a_bar) * ratio
+            c_eps2 = (1.0 - a_prev) * (1.0 - eta**2 * ratio / (1.0 - a_bar))
+            self._ddim_cache[key] = DDIMCoefficients(
+                *(
+                    torch.as_tensor(v, dtype=torch.float32, device=self._device)
+                    for v in (np.sqrt(a_prev), np.sqrt(np.clip(c_eps2, 0.0, None)), np.sqrt(var))
+                )
+            )
+        return self._ddim_cache[key]
 
 
 # ---------------------------------------------------------------- constructors
@@ -283,7 +393,13 @@ def linear_schedule(
     _check_num_timesteps(num_timesteps)
     scale = 1000.0 / num_timesteps
     betas = np.linspace(beta_start * scale, beta_end * scale, num_timesteps, dtype=np.float64)
-    return NoiseSchedule(np.clip(betas, None, MAX_BETA))
+    if not betas.max() <= MAX_BETA:
+        raise ValueError(
+            f"linear_schedule(num_timesteps={num_timesteps}, beta_end={beta_end}) gives "
+            f"β = {betas.max():.4g} after the 1000/T scaling; every β must be <= {MAX_BETA}: "
+            f"use num_timesteps >= {math.ceil(1000.0 * beta_end / MAX_BETA)} or a smaller beta_end"
+        )
+    return NoiseSchedule(betas)
 
 
 def _betas_from_alpha_bar(alpha_bar: np.ndarray, max_beta: float) -> np.ndarray:

@@ -166,8 +166,9 @@ def compile_model(
     return compiled, "compiled"  # type: ignore[return-value]
 
 
-StepFn = Callable[[Tensor, Tensor, Tensor | None], tuple[Tensor, Tensor, Tensor]]
-"""``step_fn(x_t, i, z) -> (x_prev, x̂0, ε̂)``: one reverse step with a (B,) step-index tensor."""
+StepFn = Callable[[Tensor, Tensor, Tensor | None], tuple[Tensor, ...]]
+"""``step_fn(x_t, i, z) -> (x_prev, x̂0, ε̂, …)``: one reverse step with a (B,) step-index
+tensor; x_prev first, then anything else the caller wants to read (all tensors)."""
 
 
 class StepGraph:
@@ -229,22 +230,22 @@ class StepGraph:
                 "use capture=False (eager static buffers) on the CPU"
             )
         self.graph: Any = None
-        self._outputs: tuple[Tensor, Tensor, Tensor] | None = None
+        self._outputs: tuple[Tensor, ...] | None = None
         self._first_call = first_call
         if self.capture:
             self._record(warmup)
 
-    def _run(self) -> tuple[Tensor, Tensor, Tensor]:
+    def _run(self) -> tuple[Tensor, ...]:
         return self.step_fn(self.x, self.index, self.z)
 
-    def _advance(self, out: tuple[Tensor, Tensor, Tensor]) -> None:
+    def _advance(self, out: tuple[Tensor, ...]) -> None:
         self.x.copy_(out[0])
         self.index.sub_(1)
 
-    def _checked_run(self) -> tuple[Tensor, Tensor, Tensor]:
+    def _checked_run(self) -> tuple[Tensor, ...]:
         if self._first_call is None:
             return self._run()
-        checked: list[tuple[Tensor, Tensor, Tensor]] = []
+        checked: list[tuple[Tensor, ...]] = []
 
         def eps_only() -> Tensor:
             checked.append(self._run())
@@ -264,15 +265,15 @@ class StepGraph:
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             out = self._run()
-            self._outputs = (out[0], out[1], out[2])
+            self._outputs = tuple(out)
             self._advance(out)
 
-    def step(self, z: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    def step(self, z: Tensor | None) -> tuple[Tensor, ...]:
         """Take one step with noise ``z`` (B, ...) (``None``: keep the buffer; a
         step that multiplies its noise by 0, like the last, may pass ``None``).
 
         Returns:
-            (x_{t−1}, x̂0, ε̂), each (B, ...). Under capture these are the graph's
+            what ``step_fn`` returns, (x_{t−1}, x̂0, ε̂, …). Under capture these are the graph's
             own buffers, overwritten by the next step: clone what you keep.
             ``self.x`` already holds x_{t−1} and ``self.index`` the next index.
         """

@@ -39,7 +39,7 @@ def run(model=UNCOND, shape=(2, 3), **kw):
         (dict(steps=0), ValueError, r"steps must be between 1 and T = 100, got 0"),
         (dict(steps=101), ValueError, r"steps must be between 1 and T = 100, got 101"),
         (dict(steps=2.5), TypeError, "steps must be an int"),
-        (dict(sampler="ddim", eta=-0.1), ValueError, "eta must be >= 0"),
+        (dict(sampler="ddim", eta=-0.1), ValueError, r"eta must be in \[0, 1\]"),
         (dict(sampler="ddpm", eta=0.5), ValueError, "eta only applies to sampler='ddim'"),
         (dict(seeds=[1, 2, 3]), ValueError, "got 3 seeds for a batch of 2"),
         (dict(seeds=[-1, 2]), ValueError, r"seeds must be integers in \[0, 2\*\*63 - 1\]"),
@@ -106,7 +106,7 @@ def test_model_returning_wrong_shape_is_a_value_error():
 def test_step_level_errors():
     with pytest.raises(ValueError, match="unknown x0_mode"):
         process_x0(torch.zeros(1, 2), "soft")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="eta must be >= 0"):
+    with pytest.raises(ValueError, match=r"eta must be in \[0, 1\]"):
         ddim_step(SCHED, torch.zeros(1, 2), 5, torch.zeros(1, 2), None, eta=-1)
     with pytest.raises(ValueError, match="needs `noise`"):
         ddim_step(SCHED, torch.zeros(1, 2), 5, torch.zeros(1, 2), None, eta=0.5)

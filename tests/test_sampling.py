@@ -140,7 +140,7 @@ def test_ddim_eta_zero_is_the_deterministic_formula():
         ("trailing", 4, [249, 499, 749, 999]),
         ("leading", 3, [0, 333, 666]),
         ("trailing", 3, [332, 666, 999]),
-        ("linspace", 1, [0]),
+        ("linspace", 1, [999]),  # one step starts at T − 1 (numpy linspace would give 0)
         ("trailing", 1, [999]),
     ],
 )
@@ -276,6 +276,7 @@ def test_oracle_ddim_eta0_is_the_exact_linear_map_of_x_T():
         (9, 1),
         sampler="ddim",
         steps=200,
+        spacing="leading",
         x0_mode="none",
         x_T=x_T,
         seed=0,
@@ -372,7 +373,7 @@ def test_ddpm_same_x_T_different_seeds_differ():
 
 
 def test_progressive_does_not_leak_no_grad_into_caller():
-    schedule = linear_schedule(20)
+    schedule = linear_schedule(50)
     gen = sample_progressive(GaussianOracle(schedule, 0, 1), schedule, (1, 1), progress=False)
     next(gen)
     assert torch.is_grad_enabled()
