@@ -62,7 +62,9 @@ def resolve_seeds(
             raise ValueError(
                 "pass either `seed` (a base seed) or `seeds` (one per sample), not both"
             )
-        seeds = [int(s) for s in seeds]
+        if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__len__"):
+            raise TypeError(f"seeds must be a sequence of B ints, got {type(seeds).__name__}")
+        seeds = [_as_seed(s, "seeds") for s in seeds]
         if len(seeds) != batch_size:
             raise ValueError(
                 f"got {len(seeds)} seeds for a batch of {batch_size}; "
@@ -71,11 +73,30 @@ def resolve_seeds(
     else:
         if seed is None:
             seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
-        seeds = [int(seed) + i for i in range(batch_size)]
+        base = _as_seed(seed, "seed")
+        if base + batch_size - 1 > MAX_SEED:
+            raise ValueError(
+                f"seed + B − 1 must be <= 2**63 − 1 (sample i gets seed + i); got seed {base} "
+                f"for a batch of {batch_size}"
+            )
+        seeds = [base + i for i in range(batch_size)]
     for s in seeds:
         if not 0 <= s <= MAX_SEED:
             raise ValueError(f"seeds must be integers in [0, 2**63 - 1], got {s}")
     return seeds
+
+
+def _as_seed(value: object, name: str) -> int:
+    """An integer seed (Python or NumPy int, or an integer tensor of one element)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
+        value = value.item()
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        what = "an integer" if name == "seed" else "integers"
+        raise TypeError(
+            f"{name} must be {what} in [0, 2**63 - 1], got {type(value).__name__} {value!r} "
+            "(a float or string seed would be truncated or parsed silently)"
+        )
+    return int(value.__index__())  # type: ignore[union-attr]
 
 
 class SampleNoise:
