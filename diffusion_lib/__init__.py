@@ -27,6 +27,7 @@ from .schedule import (
     make_schedule,
     sigmoid_schedule,
 )
+from .steps import StepOutput, step_at
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,7 @@ __all__ = [
     "NoiseSchedule",
     "SampleNoise",
     "SampleStep",
+    "StepOutput",
     "cosine_schedule",
     "ddim_step",
     "ddpm_step",
@@ -51,5 +53,6 @@ __all__ = [
     "sample_progressive",
     "sampling_schedule",
     "sigmoid_schedule",
+    "step_at",
     "timestep_spacing",
 ]

@@ -6,8 +6,10 @@ batch size or its position in the batch changes, and, if only x_T is seeded,
 every later step's noise z comes from the global generator and changes from run
 to run. Here every sample owns a ``torch.Generator`` seeded with its own integer
 seed, which draws first x_T and then every z that sample will ever need. So
-sample i is bit-identical whether it is generated alone, in a batch of 8 or as
-item 900 of 10,000.
+sample i gets bit-identical noise whether it is generated alone, in a batch of 8
+or as item 900 of 10,000. (Its *result* is bit-identical too only when the model
+computes each sample independently of the batch shape; see
+:mod:`diffusion_lib.sampling`.)
 
 Noise is drawn on the CPU (in float32) and then moved, so a CPU run and a CUDA
 run start from the same x_T and use the same z.

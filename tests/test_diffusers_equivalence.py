@@ -177,6 +177,7 @@ def test_ddpm_trailing_with_beta_variance_adds_noise_at_the_end_in_diffusers():
     a_bar = float(SCHEDULES[name]().alphas_cumprod_f64[t_last])
     extra = (1 - a_bar) ** 0.5 * z_of(steps - 1)
     torch.testing.assert_close(ref - got, extra, rtol=0, atol=1e-5)
+    assert round((1 - a_bar) ** 0.5, 3) == 0.076  # docs/diffusers.md quotes it
     assert extra.std() > 0.05  # the noise diffusers leaves in the sample is not small
 
 
