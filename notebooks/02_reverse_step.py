@@ -314,7 +314,7 @@ class Counting(torch.nn.Module):
 counting = Counting(digits_model)
 sample(counting, digits_schedule, (2, 1, 8, 8), steps=25, labels=[1, 2], progress=False)
 assert len(counting.seen) == 25
-assert counting.seen[0] == 960 and counting.seen[-1] == 0  # leading spacing: 0, 40, …, 960
+assert counting.seen[0] == 999 and counting.seen[-1] == 39  # trailing spacing: 39, 79, …, 999
 
 # %% [markdown]
 # ## Summary

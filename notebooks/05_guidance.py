@@ -135,7 +135,8 @@ print(f"two-pass {timings['two_pass']:.2f} s, batched {timings['batched']:.2f} s
 # %% [markdown]
 # On a 2-core CPU the two are about as fast: the CPU is already busy with batch B. On a GPU a
 # small batch leaves the device idle, which is where the single batched call pays; measuring
-# that is part of the CUDA benchmark (no GPU numbers are committed yet, see notebook 06).
+# that is part of the CUDA benchmark; notebook 06 prints its committed H100 table, where the
+# batched call is the faster one at both batch sizes.
 #
 # ## 4. The guidance sweep
 #

@@ -512,7 +512,8 @@ except FloatingPointError as err:
 # 2. **Range bug.** For the 8 samples `x` of section 2, what fraction of pixels does the
 #    chapter's `clamp(x, 0, 1)` mapping set to exactly 0, and what fraction does `to_uint8`?
 # 3. **Guard.** Wrap the model in `AutocastModel(..., check_finite=False)` and run the
-#    `overflowing` model again: what do the samples contain, and what would `to_uint8` do?
+#    `overflowing` model again. The sampler checks every step's ε̂ itself: which step and t
+#    does it name? And what does `to_uint8` do with a NaN image?
 # 4. **A step without an `if`.** A CUDA graph cannot contain `if t > 0: x = x + σ z`.
 #    Write the DDPM noise term with a mask instead, for a (B,) tensor of step indices, and
 #    check that `ddpm_step` with a tensor index gives the same x_{t−1} as with an int, both
@@ -532,20 +533,24 @@ zero_right = (right == 0).float().mean().item()
 assert zero_wrong > zero_right
 print(f"2. set to 0: clamp(x,0,1) {zero_wrong:.0%}, to_uint8 {zero_right:.0%}")
 
-bad = sample(
-    AutocastModel(overflowing, "bf16", device_type=device.type, check_finite=False),
-    schedule,
-    (4, 1, 8, 8),
-    labels=[1, 2, 3, 4],
-    seed=0,
-    **FAST,
-)
-assert torch.isnan(bad).all()
 try:
-    to_uint8(bad)
+    sample(
+        AutocastModel(overflowing, "bf16", device_type=device.type, check_finite=False),
+        schedule,
+        (4, 1, 8, 8),
+        labels=[1, 2, 3, 4],
+        seed=0,
+        **FAST,
+    )
+    raise AssertionError("the sampler should refuse a NaN ε̂")
+except FloatingPointError as err:
+    assert "at step 0 of" in str(err) and "(t = 999)" in str(err)  # NaN from t ≥ 500 on
+    print("3. the sampler stops:", err)
+try:
+    to_uint8(torch.full((1, 1, 8, 8), float("nan")))
     raise AssertionError("to_uint8 should refuse NaN")
 except ValueError as err:
-    print("3. all NaN; to_uint8 refuses:", err)
+    print("   to_uint8 refuses:", err)
 
 g = torch.Generator().manual_seed(0)
 x_t, eps, z = (torch.randn(3, 1, 8, 8, generator=g).to(device) for _ in range(3))
