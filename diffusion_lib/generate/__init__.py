@@ -44,17 +44,23 @@ pictures; sample those with :func:`diffusion_lib.sampling.sample` directly.
     >>> generate(model, schedule, "out/digits", cfg, model_name="digits")  # doctest: +SKIP
 """
 
+from ..files import TMP_SUFFIX
 from .config import (
     DEFAULT_MODEL_BATCH,
+    MAX_IMAGES,
+    MAX_LABELS,
+    MAX_MODEL_BATCH,
     PRECISIONS,
     GenerateConfig,
     check_config,
     check_image_shape,
+    check_settings,
     image_shape_of,
     parse_indices,
     parse_labels,
 )
 from .fixed_batch import FixedBatchModel
+from .lock import RunConflict, RunLock
 from .run import GeneratePlan, GenerateResult, generate, prepare, run_plan
 from .rundir import (
     MANIFEST_COLUMNS,
@@ -62,7 +68,6 @@ from .rundir import (
     RUN_FILE,
     RUN_FORMAT,
     RUN_FORMAT_VERSION,
-    TMP_SUFFIX,
     check_out_dir,
     file_name,
     finished_indices,
@@ -77,6 +82,9 @@ __all__ = [
     "DEFAULT_MODEL_BATCH",
     "MANIFEST_COLUMNS",
     "MANIFEST_FILE",
+    "MAX_IMAGES",
+    "MAX_LABELS",
+    "MAX_MODEL_BATCH",
     "PRECISIONS",
     "RUN_FILE",
     "RUN_FORMAT",
@@ -86,10 +94,13 @@ __all__ = [
     "GenerateConfig",
     "GeneratePlan",
     "GenerateResult",
+    "RunConflict",
+    "RunLock",
     "Workers",
     "check_config",
     "check_image_shape",
     "check_out_dir",
+    "check_settings",
     "file_name",
     "finished_indices",
     "generate",

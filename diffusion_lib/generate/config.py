@@ -29,6 +29,12 @@ from ..schedule import NoiseSchedule
 PRECISIONS = ("fp32", "bf16", "fp16")
 """``GenerateConfig.precision`` values; fp16 needs CUDA."""
 DEFAULT_MODEL_BATCH = 64
+MAX_IMAGES = 10**8
+"""The most images one run may hold (``n``): a bound checked before anything is allocated."""
+MAX_LABELS = 100_000
+"""The longest labels list: labels are cycled over the images, so more gains nothing."""
+MAX_MODEL_BATCH = 65_536
+"""The most rows per model call (``model_batch``); every call is padded to this size."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ class GenerateConfig:
     seed: int = 0
     sampler: Sampler = "ddim"
     steps: int | None = 50
-    spacing: Spacing = "leading"
+    spacing: Spacing = "trailing"
     eta: float = 0.0
     variance: Variance = "beta_tilde"
     x0_mode: X0Mode = "clip"
@@ -84,21 +90,44 @@ class GenerateConfig:
 def parse_labels(spec: str) -> tuple[int, ...]:
     """Parse a labels spec: ``"3"``, ``"1,4,7"``, ``"0-9"`` or a mix such as ``"0-2,7"``.
 
+    At most :data:`MAX_LABELS` labels; a longer spec is refused before it is expanded.
+
     >>> parse_labels("0-2,7")
     (0, 1, 2, 7)
     """
     hint = "use a class (3), a range (0-9), a list (1,4,7) or a mix (0-4,7)"
-    labels: list[int] = []
+    shown = _clip(str(spec))
+    parts: list[tuple[int, int]] = []
     for part in str(spec).replace(" ", "").split(","):
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if m is None:
-            raise ValueError(f"invalid labels {spec!r}: {hint}")
+            raise ValueError(f"invalid labels {shown}: {hint}")
         lo = int(m.group(1))
         hi = int(m.group(2)) if m.group(2) is not None else lo
         if hi < lo:
-            raise ValueError(f"invalid labels {spec!r}: range {part} runs backwards; {hint}")
-        labels.extend(range(lo, hi + 1))
-    return tuple(labels)
+            raise ValueError(f"invalid labels {shown}: range {_clip(part)} runs backwards; {hint}")
+        parts.append((lo, hi))
+    count = sum(hi - lo + 1 for lo, hi in parts)
+    if count > MAX_LABELS:
+        raise ValueError(
+            f"labels {shown} name {count} labels; at most {MAX_LABELS} are allowed (they are "
+            "cycled over the images; a model's classes are usually 0-9)"
+        )
+    return tuple(y for lo, hi in parts for y in range(lo, hi + 1))
+
+
+def _clip(text: str, width: int = 60) -> str:
+    """``repr(text)``, shortened to about ``width`` characters."""
+    return repr(text) if len(text) <= width else repr(text[:width]) + f"… ({len(text)} chars)"
+
+
+def summarise(values: Sequence[int], shown: int = 5) -> str:
+    """``[10, 11, 12, 13, 14, … 99999] (99990 values)`` for a long list; the list otherwise."""
+    values = list(values)
+    if len(values) <= shown + 1:
+        return str(values)
+    head = ", ".join(str(v) for v in values[:shown])
+    return f"[{head}, … {values[-1]}] ({len(values)} values)"
 
 
 def parse_indices(spec: str, n: int) -> range:
@@ -154,11 +183,15 @@ def check_image_shape(shape: Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
-def check_config(config: GenerateConfig, model: object, schedule: NoiseSchedule) -> None:
-    """Raise ``ValueError`` naming the bad setting and the valid values; touch nothing."""
+def check_settings(config: GenerateConfig) -> None:
+    """The checks that need no model: every number and choice, bounded before any allocation.
+
+    Raises:
+        ValueError: naming the bad setting and its valid values.
+    """
     c = config
-    if not _is_int(c.n) or c.n < 1:
-        raise ValueError(f"n must be an int >= 1, got {c.n!r}")
+    if not _is_int(c.n) or not 1 <= c.n <= MAX_IMAGES:
+        raise ValueError(f"n must be an int in [1, {MAX_IMAGES:,}], got {c.n!r}")
     if not _is_int(c.seed) or c.seed < 0 or c.seed + c.n - 1 > MAX_SEED:
         raise ValueError(f"seed must be an int in [0, 2**63 - n], got {c.seed!r}")
     check_choice("sampler", c.sampler, SAMPLERS)
@@ -166,44 +199,78 @@ def check_config(config: GenerateConfig, model: object, schedule: NoiseSchedule)
     check_choice("variance", c.variance, VARIANCES)
     check_choice("x0_mode", c.x0_mode, X0_MODES)
     check_choice("cfg_mode", c.cfg_mode, CFG_MODES)
+    check_choice("precision", c.precision, PRECISIONS)
+    if c.steps is not None and (not _is_int(c.steps) or c.steps < 1):
+        raise ValueError(f"steps must be an int >= 1 (at most the model's T), got {c.steps!r}")
+    if not (_is_number(c.eta) and 0 <= c.eta <= 1):
+        raise ValueError(
+            f"eta must be a number in [0, 1] (DDIM's η: 0 = deterministic, 1 = DDPM-like "
+            f"noise; above 1 the update leaves its valid range), got {c.eta!r}"
+        )
+    if c.eta != 0 and c.sampler != "ddim":
+        raise ValueError(f"eta only applies to sampler 'ddim', got eta={c.eta} with {c.sampler!r}")
+    if c.model_batch is not None and (
+        not _is_int(c.model_batch) or not 1 <= c.model_batch <= MAX_MODEL_BATCH
+    ):
+        raise ValueError(
+            f"model_batch must be an int in [1, {MAX_MODEL_BATCH}] or None, got {c.model_batch!r}"
+        )
+    if c.labels is not None:
+        if len(c.labels) == 0 or not all(_is_int(y) for y in c.labels):
+            raise ValueError(
+                f"labels must be a non-empty sequence of ints, got {_clip(str(c.labels))}"
+            )
+        if len(c.labels) > MAX_LABELS:
+            raise ValueError(f"labels may hold at most {MAX_LABELS} values, got {len(c.labels)}")
+    if c.guidance is not None and not _is_number(c.guidance):
+        raise ValueError(f"guidance must be a finite number, got {c.guidance!r}")
+
+
+def _is_number(value: object) -> bool:
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
+
+
+def check_config(config: GenerateConfig, model: object, schedule: NoiseSchedule) -> None:
+    """:func:`check_settings`, then the checks against the model and its schedule; touch nothing.
+
+    Raises:
+        ValueError: naming the bad setting and the valid values.
+    """
+    c = config
+    null_label = null_label_of(model)
+    if c.labels is not None and null_label is None:
+        raise ValueError(
+            "labels were given but the model is unconditional (it has no classes); "
+            "leave the labels out"
+        )
+    if c.guidance is not None and null_label is None:
+        raise ValueError(
+            "guidance was given but the model is unconditional (it has no null label); "
+            "classifier-free guidance needs a class-conditional model"
+        )
+    check_settings(c)
+    if c.guidance is not None and c.labels is None:
+        raise ValueError("guidance needs labels (the classes to guide towards)")
     num_timesteps = schedule.num_steps
-    if c.steps is not None and (not _is_int(c.steps) or not 1 <= c.steps <= num_timesteps):
+    if c.steps is not None and not 1 <= c.steps <= num_timesteps:
         raise ValueError(
             f"steps must be an int between 1 and T = {num_timesteps} (the model's schedule), "
             f"got {c.steps!r}"
         )
-    if not (isinstance(c.eta, (int, float)) and math.isfinite(c.eta) and c.eta >= 0):
-        raise ValueError(f"eta must be a finite number >= 0, got {c.eta!r}")
-    if c.eta != 0 and c.sampler != "ddim":
-        raise ValueError(f"eta only applies to sampler 'ddim', got eta={c.eta} with {c.sampler!r}")
-    if c.model_batch is not None and (not _is_int(c.model_batch) or c.model_batch < 1):
-        raise ValueError(f"model_batch must be an int >= 1 or None, got {c.model_batch!r}")
-    check_choice("precision", c.precision, PRECISIONS)
-
-    null_label = null_label_of(model)
     num_classes = int(getattr(model, "num_classes", null_label or 0) or 0)
     if c.labels is not None:
-        if null_label is None or num_classes < 1:
+        if num_classes < 1:
             raise ValueError(
                 "labels were given but the model is unconditional (it has no classes); "
                 "leave the labels out"
             )
-        if len(c.labels) == 0 or not all(_is_int(y) for y in c.labels):
-            raise ValueError(f"labels must be a non-empty sequence of ints, got {c.labels!r}")
         bad = sorted({int(y) for y in c.labels if not 0 <= y < num_classes})
         if bad:
             raise ValueError(
-                f"labels {bad} are out of range: this model's classes are 0-{num_classes - 1} "
-                "(leave the labels out for unconditional samples)"
+                f"labels {summarise(bad)} are out of range: this model's classes are "
+                f"0-{num_classes - 1} (leave the labels out for unconditional samples)"
             )
-    if c.guidance is not None:
-        if null_label is None:
-            raise ValueError(
-                "guidance was given but the model is unconditional (it has no null label); "
-                "classifier-free guidance needs a class-conditional model"
-            )
-        if c.labels is None:
-            raise ValueError("guidance needs labels (the classes to guide towards)")
-        if not (isinstance(c.guidance, (int, float)) and math.isfinite(c.guidance)):
-            raise ValueError(f"guidance must be a finite number, got {c.guidance!r}")
-

@@ -7,7 +7,8 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -16,26 +17,38 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..device import model_device
+from ..files import check_writable_dir, fsync_dir, write_atomic
 from ..images import to_uint8
-from ..sampling import sample
+from ..sampling import SampleStep, sample
 from ..schedule import NoiseSchedule
 from ..speed import AutocastModel
-from .config import GenerateConfig, _is_int, check_config, check_image_shape, image_shape_of
+from .config import (
+    GenerateConfig,
+    _is_int,
+    check_config,
+    check_image_shape,
+    image_shape_of,
+    summarise,
+)
 from .fixed_batch import FixedBatchModel
+from .lock import LOCK_FILE, RunLock
 from .rundir import (
-    _SAMPLE_TMP,
-    MANIFEST_FILE,
     RUN_FILE,
-    TMP_SUFFIX,
-    _write_atomic,
-    _write_png,
+    broken_indices,
     check_out_dir,
     file_name,
     finished_indices,
+    remove_stale_tmp,
     run_settings,
     write_manifest,
+    write_png,
 )
 from .workers import Workers, _ProcessGroup
+
+PROGRESS_FORMAT = (
+    "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total_fmt} img [{elapsed}<{remaining}, {rate_fmt}]"
+)
+"""The bar counts images, advanced step by step within a batch, with images/s and an ETA."""
 
 
 @dataclass
@@ -108,6 +121,7 @@ def prepare(
         ValueError: a bad setting (naming the valid values), a model that
             does not make images, or an output directory that holds another run.
     """
+    check_writable_dir(out_dir)  # before Path(): Path("") would mean the current directory
     check_config(config, model, schedule)
     device = model_device(model)
     if config.precision == "fp16" and device.type != "cuda":
@@ -142,50 +156,102 @@ def prepare(
     )
 
 
-def _batches(indices: Sequence[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(indices), size):
-        yield list(indices[start : start + size])
+def _batches(indices: Iterator[int], size: int) -> Iterator[list[int]]:
+    while batch := list(islice(indices, size)):
+        yield batch
 
 
-def _remove_stale_tmp(out_dir: Path, plan: GeneratePlan) -> None:
-    """Remove the ``.tmp`` files a killed run left behind for indices this process owns."""
-    for entry in os.scandir(out_dir):
-        m = _SAMPLE_TMP.match(entry.name)
-        if m and int(m.group(1)) in plan.indices and plan.workers.owns(int(m.group(1))):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(entry.path)
-        elif plan.workers.rank == 0 and entry.name in (
-            RUN_FILE + TMP_SUFFIX,
-            MANIFEST_FILE + TMP_SUFFIX,
-        ):
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(entry.path)
+def owned_indices(indices: range, workers: Workers) -> range:
+    """The indices of ``indices`` this process owns (``i % world_size == rank``), as a range."""
+    first = indices.start + (workers.rank - indices.start) % workers.world_size
+    return range(first, indices.stop, workers.world_size)
 
+
+@dataclass
+class _RunDir:
+    """What this process created in the output directory, to undo it if it makes no image."""
+
+    out: Path
+    lock: RunLock | None = None
+    created_dirs: list[Path] = field(default_factory=list)
+    created_run_file: bool = False
+
+    def open(self, settings: dict[str, Any]) -> None:
+        """mkdir, lock, re-check ``run.json`` under the lock, write it if new."""
+        missing = [p for p in (self.out, *self.out.parents) if not p.exists()]
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.created_dirs = missing  # deepest first
+        self.lock = RunLock(self.out)
+        # another process may have started a run here since prepare(): check again, locked
+        if not check_out_dir(self.out, settings):
+            write_atomic(self.out / RUN_FILE, (json.dumps(settings, indent=2) + "\n").encode())
+            self.created_run_file = True
+
+    def undo(self) -> None:
+        """Remove run.json, the lock file and the directories this process created."""
+        if self.created_run_file:
+            with contextlib.suppress(OSError):
+                os.remove(self.out / RUN_FILE)
+            with contextlib.suppress(OSError):
+                os.remove(self.out / LOCK_FILE)
+            for directory in self.created_dirs:
+                with contextlib.suppress(OSError):
+                    directory.rmdir()  # only if empty
+
+    def close(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
+
+def _check_finite(x: Tensor, batch: list[int], number: int) -> None:
+    """Raise ``FloatingPointError`` naming the images of ``batch`` that hold NaN/inf."""
+    finite = torch.isfinite(x).flatten(1).all(1).cpu()  # (B,)
+    if not bool(finite.all()):
+        bad = [i for i, ok in zip(batch, finite.tolist(), strict=True) if not ok]
+        raise FloatingPointError(
+            f"images {summarise(bad)} of batch {number} (indices {batch[0]}-{batch[-1]}) came "
+            "out NaN/inf: the model returns non-finite values (broken weights or an input it "
+            "cannot take); no image of this batch was written"
+        )
 
 
 def run_plan(
     plan: GeneratePlan, *, progress: bool = True, cuda_graph: bool = False
 ) -> GenerateResult:
-    """Generate the missing images of a :class:`GeneratePlan` (see the module docstring).
+    """Generate the missing images of a :class:`GeneratePlan` (see the package docstring).
+
+    Rank 0 takes the directory's lock (:class:`~diffusion_lib.generate.lock.RunLock`) and
+    checks ``run.json`` against the plan again under it, so two plans prepared side by side
+    can never mix their images. Existing PNGs are decoded; a broken one is made again. If
+    this call wrote ``run.json`` but no image (a bad model, Ctrl-C), it removes what it made.
 
     ``cuda_graph=True`` samples each batch through one CUDA graph per step
     (:class:`diffusion_lib.speed.StepGraph`); it changes no image, so it is not a
     setting in ``run.json``.
+
+    Raises:
+        RunConflict: another run holds the directory, or wrote other settings there.
+        FloatingPointError: a batch came out NaN/inf (its images are named).
+        OSError: a write failed (e.g. a full disk); every image already there is whole.
     """
     c, out, workers = plan.config, plan.out_dir, plan.workers
     start_time = time.perf_counter()
+    run_dir = _RunDir(out)
+    generated_here = 0
+    bar = None
     group = _ProcessGroup(workers, plan.device)
     try:
         if workers.rank == 0:
-            out.mkdir(parents=True, exist_ok=True)
-            if not (out / RUN_FILE).exists():
-                _write_atomic(out / RUN_FILE, (json.dumps(plan.settings, indent=2) + "\n").encode())
+            run_dir.open(plan.settings)
         group.sum([0])  # everyone waits until run.json exists
-        _remove_stale_tmp(out, plan)
-        done = finished_indices(out, c.n)
-        owned = [i for i in plan.indices if workers.owns(i)]
-        missing = [i for i in owned if i not in done]
-        present = len(owned) - len(missing)
+        owned = owned_indices(plan.indices, workers)
+        remove_stale_tmp(out, owned.__contains__, workers.rank)
+        whole = finished_indices(out, c.n, plan.sample_shape, decode=True)
+        for i in broken_indices(out, c.n, whole):
+            if i in owned:  # a 0-byte or cut-short PNG under a final name: make it again
+                os.remove(out / file_name(i, c.n))
+        present = sum(1 for i in whole if i in owned)
+        missing = (i for i in owned if i not in whole)
 
         model = plan.model
         if c.precision != "fp32":
@@ -193,15 +259,14 @@ def run_plan(
         if c.model_batch is not None:
             model = FixedBatchModel(model, c.model_batch)
         desc = "generate" if workers.world_size == 1 else f"generate (rank 0/{workers.world_size})"
-        bar = tqdm(
-            total=len(missing),
-            unit="img",
-            desc=desc,
-            disable=not progress or workers.rank != 0,
-            dynamic_ncols=True,
-        )
-        for batch in _batches(missing, plan.batch_size):  # one batch in memory at a time
-            labels = None if c.labels is None else [c.label_of(i) for i in batch]
+        show = progress and workers.rank == 0
+        bar = tqdm(total=len(owned) - present, desc=desc, disable=not show,
+                   dynamic_ncols=True, bar_format=PROGRESS_FORMAT, unit="img")
+        steps_per_image = c.steps or plan.schedule.num_steps
+        for number, batch in enumerate(_batches(missing, plan.batch_size), 1):
+            def tick(_: SampleStep, share: float = len(batch) / steps_per_image) -> None:
+                bar.update(share)
+
             x = sample(
                 model,
                 plan.schedule,
@@ -212,22 +277,33 @@ def run_plan(
                 variance=c.variance,
                 eta=c.eta,
                 x0_mode=c.x0_mode,
-                labels=labels,
+                labels=None if c.labels is None else [c.label_of(i) for i in batch],
                 guidance_scale=c.guidance,
                 cfg_mode=c.cfg_mode,
                 seeds=[c.seed + i for i in batch],
                 progress=False,
+                callback=tick if show else None,
                 cuda_graph=cuda_graph,
             )
+            _check_finite(x, batch, number)
             pixels = to_uint8(x)  # (B, C, H, W) uint8 on the CPU
             for i, image in zip(batch, pixels, strict=True):
-                _write_png(image, out / file_name(i, c.n))
-            bar.update(len(batch))
+                write_png(image, out / file_name(i, c.n))
+                generated_here += 1
+            fsync_dir(out)
+            bar.update(generated_here - bar.n)  # whole images, no rounding drift
         bar.close()
 
-        generated, already = group.sum([len(missing), present])  # waits for every rank
-        finished = write_manifest(out, c) if workers.rank == 0 else -1
+        generated, already = group.sum([generated_here, present])  # waits for every rank
+        finished = write_manifest(out, c, plan.sample_shape) if workers.rank == 0 else -1
+    except BaseException:
+        if bar is not None:
+            bar.close()  # before the caller prints its message
+        if generated_here == 0 and workers.world_size == 1:
+            run_dir.undo()
+        raise
     finally:
+        run_dir.close()
         group.close()
     return GenerateResult(
         out_dir=out,

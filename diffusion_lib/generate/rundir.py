@@ -10,7 +10,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..images import save_png
+from ..files import check_writable_dir, write_atomic
+from ..images import is_whole_png, save_png
 from ..schedule import NoiseSchedule
 from .config import GenerateConfig
+from .lock import RunConflict
 
 RUN_FILE = "run.json"
 MANIFEST_FILE = "manifest.csv"
@@ -29,9 +31,9 @@ RUN_FORMAT = "diffusion_lib.generate"
 RUN_FORMAT_VERSION = 1
 _ADDED_SETTINGS = {"precision": "fp32"}
 """Settings added after format version 1, with the value an older ``run.json`` implies."""
-TMP_SUFFIX = ".tmp"
 _SAMPLE_NAME = re.compile(r"^sample_(\d+)\.png$")
-_SAMPLE_TMP = re.compile(r"^sample_(\d+)\.png\.tmp$")
+_SAMPLE_TMP = re.compile(r"^sample_(\d+)\.png(?:\.\d+)?\.tmp$")
+_RUN_TMP = re.compile(rf"^(?:{re.escape(RUN_FILE)}|{re.escape(MANIFEST_FILE)})(?:\.\d+)?\.tmp$")
 
 
 # ------------------------------------------------------------- fingerprints
@@ -101,18 +103,18 @@ def _read_run_file(path: Path) -> dict[str, Any]:
 
 
 def check_out_dir(out_dir: Path, settings: dict[str, Any]) -> bool:
-    """Check that ``out_dir`` is new or holds this same run; read only.
+    """Check that ``out_dir`` is new or holds this same run, and can be written; read only.
 
     Returns:
         True when ``out_dir/run.json`` already exists (a resume).
 
     Raises:
-        ValueError: ``out_dir`` is a file, holds another run's ``run.json``
-            (the differences are listed), or holds ``sample_*.png`` files but
-            no ``run.json``.
+        ValueError: ``out_dir`` is empty, a file, cannot be created or written
+            (``/proc/x``, a path under a file, a read-only or full disk), holds
+            another run's ``run.json`` (the differences are listed), or holds
+            ``sample_*.png`` files but no ``run.json``.
     """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"output path {out_dir} exists and is not a directory")
+    check_writable_dir(out_dir)
     run_file = out_dir / RUN_FILE
     if run_file.exists():
         existing = {**_ADDED_SETTINGS, **_read_run_file(run_file)}
@@ -123,7 +125,7 @@ def check_out_dir(out_dir: Path, settings: dict[str, Any]) -> bool:
             if existing.get(key) != settings.get(key)
         ]
         if diffs:
-            raise ValueError(
+            raise RunConflict(
                 f"{out_dir} holds a different run (see its {RUN_FILE}): "
                 + "; ".join(diffs)
                 + ". Use another output directory, or repeat that run's settings to resume it "
@@ -131,60 +133,80 @@ def check_out_dir(out_dir: Path, settings: dict[str, Any]) -> bool:
             )
         return True
     if out_dir.is_dir() and any(_SAMPLE_NAME.match(e.name) for e in os.scandir(out_dir)):
-        raise ValueError(
+        raise RunConflict(
             f"{out_dir} holds sample_*.png files but no {RUN_FILE}, so they are not a run "
             "this tool can resume; choose another output directory"
         )
     return False
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``path`` via ``path.tmp`` + fsync + ``os.replace``: never half-written."""
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def finished_indices(
+    out_dir: Path, n: int, sample_shape: Sequence[int] | None = None, *, decode: bool = False
+) -> set[int]:
+    """Indices i < n whose final file ``sample_i.png`` exists and is a whole PNG.
 
-
-def finished_indices(out_dir: Path, n: int) -> set[int]:
-    """Indices i < n whose final file ``sample_i.png`` exists."""
+    Args:
+        sample_shape: (C, H, W); when given, each PNG must have that size and mode.
+        decode: also decode every pixel (slower; a resume does it once per run).
+    """
     if not out_dir.is_dir():
         return set()
+    shape = None if sample_shape is None else tuple(sample_shape)
     found = set()
     for entry in os.scandir(out_dir):
         m = _SAMPLE_NAME.match(entry.name)
         if m and int(m.group(1)) < n and entry.name == file_name(int(m.group(1)), n):
-            found.add(int(m.group(1)))
+            if is_whole_png(entry.path, shape, decode=decode):
+                found.add(int(m.group(1)))
     return found
 
 
-def write_manifest(out_dir: Path, config: GenerateConfig) -> int:
-    """Rebuild ``manifest.csv`` from the finished files (atomically); return its row count.
+def broken_indices(out_dir: Path, n: int, whole: set[int]) -> list[int]:
+    """Indices i < n with a file ``sample_i.png`` that is not in ``whole`` (0-byte, truncated…)."""
+    broken = []
+    for entry in os.scandir(out_dir):
+        m = _SAMPLE_NAME.match(entry.name)
+        if m and int(m.group(1)) < n and entry.name == file_name(int(m.group(1)), n):
+            if int(m.group(1)) not in whole:
+                broken.append(int(m.group(1)))
+    return sorted(broken)
+
+
+def write_manifest(
+    out_dir: Path, config: GenerateConfig, sample_shape: Sequence[int] | None = None
+) -> int:
+    """Rebuild ``manifest.csv`` from the whole image files (atomically); return its row count.
 
     Columns: ``file``, ``index``, ``seed``, ``label`` (empty when unconditional).
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(MANIFEST_COLUMNS)
-    done = sorted(finished_indices(out_dir, config.n))
+    done = sorted(finished_indices(out_dir, config.n, sample_shape))
     for i in done:
         label = config.label_of(i)
         label_cell = "" if label is None else label
         writer.writerow([file_name(i, config.n), i, config.seed + i, label_cell])
-    _write_atomic(out_dir / MANIFEST_FILE, buffer.getvalue().encode())
+    write_atomic(out_dir / MANIFEST_FILE, buffer.getvalue().encode())
     return len(done)
 
 
+def remove_stale_tmp(out_dir: Path, owns: Callable[[int], bool], rank: int) -> None:
+    """Remove the temp files a killed run left: PNGs whose index ``owns`` accepts, and on
+    rank 0 ``run.json`` / ``manifest.csv`` temps. Call it under the run's lock."""
+    for entry in os.scandir(out_dir):
+        m = _SAMPLE_TMP.match(entry.name)
+        stale = (m is not None and owns(int(m.group(1)))) or (
+            rank == 0 and _RUN_TMP.match(entry.name) is not None
+        )
+        if stale:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(entry.path)
 
-def _write_png(image: Tensor, path: Path) -> None:
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    try:
-        save_png(image, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
 
+def write_png(image: Tensor, path: Path) -> None:
+    """Write one PNG whole or not at all: per-process temp file, fsync, ``os.replace``.
+
+    The caller fsyncs the directory once per batch (:func:`diffusion_lib.files.fsync_dir`).
+    """
+    write_atomic(path, lambda f: save_png(image, f), sync_dir=False)

@@ -29,6 +29,13 @@ class Workers:
             raise ValueError(f"RANK / WORLD_SIZE / LOCAL_RANK must be integers ({err})") from None
         if world < 1 or not 0 <= rank < world:
             raise ValueError(f"need 0 <= RANK < WORLD_SIZE, got RANK={rank}, WORLD_SIZE={world}")
+        unset = [k for k in ("MASTER_ADDR", "MASTER_PORT") if world > 1 and not os.environ.get(k)]
+        if unset:
+            raise ValueError(
+                f"WORLD_SIZE={world} but {' and '.join(unset)} {'is' if len(unset) == 1 else 'are'}"
+                " not set: start several processes with torchrun (it sets them), or unset "
+                "WORLD_SIZE / RANK for one process"
+            )
         return cls(rank, world, local)
 
     def owns(self, index: int) -> bool:
