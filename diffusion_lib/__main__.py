@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 
@@ -34,20 +35,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-DASH_VALUE_OPTIONS = ("--indices", "--labels")
-"""Options whose value may start with '-' (``--indices -3:``): argparse would read it as a flag."""
+_DASH_VALUE = re.compile(r"^-(?:[\d.:]|inf|infinity|nan$)", re.IGNORECASE)
+"""A value that starts with '-' (``-3:``, ``-inf``, ``-0.5``): argparse would take it for a flag."""
 
 
 def _join_dash_values(argv: list[str]) -> list[str]:
-    """``["--indices", "-3:"]`` → ``["--indices=-3:"]``, so the value reaches its check."""
+    """``["--indices", "-3:"]`` → ``["--indices=-3:"]``, so the value reaches its own check."""
     out: list[str] = []
     k = 0
     while k < len(argv):
-        if argv[k] in DASH_VALUE_OPTIONS and k + 1 < len(argv) and argv[k + 1].startswith("-"):
-            out.append(f"{argv[k]}={argv[k + 1]}")
+        word = argv[k]
+        takes_value = word.startswith("-") and "=" not in word and word != "--"
+        if takes_value and k + 1 < len(argv) and _DASH_VALUE.match(argv[k + 1]):
+            out.append(f"{word}={argv[k + 1]}" if word.startswith("--") else word + argv[k + 1])
             k += 2
         else:
-            out.append(argv[k])
+            out.append(word)
             k += 1
     return out
 

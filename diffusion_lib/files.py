@@ -84,7 +84,7 @@ def check_writable_dir(directory: str | os.PathLike[str], what: str = "output di
         raise ValueError(f"the {what} is empty; give a path, e.g. out/run1")
     path = Path(directory)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{what} {path} exists and is not a directory")
+        raise ValueError(f"{what} {path} is a file, not a directory")
     parent = path
     while not parent.exists():
         if parent.parent == parent:

@@ -188,15 +188,16 @@ class _RunDir:
             self.created_run_file = True
 
     def undo(self) -> None:
-        """Remove run.json, the lock file and the directories this process created."""
+        """Remove run.json, the lock file and the directories, if this process made them."""
         if self.created_run_file:
             with contextlib.suppress(OSError):
                 os.remove(self.out / RUN_FILE)
+        if self.created_run_file or self.created_dirs:
             with contextlib.suppress(OSError):
                 os.remove(self.out / LOCK_FILE)
-            for directory in self.created_dirs:
-                with contextlib.suppress(OSError):
-                    directory.rmdir()  # only if empty
+        for directory in self.created_dirs:
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only if empty
 
     def close(self) -> None:
         if self.lock is not None:
