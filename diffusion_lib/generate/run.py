@@ -210,10 +210,43 @@ def _check_finite(x: Tensor, batch: list[int], number: int) -> None:
     if not bool(finite.all()):
         bad = [i for i, ok in zip(batch, finite.tolist(), strict=True) if not ok]
         raise FloatingPointError(
-            f"images {summarise(bad)} of batch {number} (indices {batch[0]}-{batch[-1]}) came "
-            "out NaN/inf: the model returns non-finite values (broken weights or an input it "
-            "cannot take); no image of this batch was written"
+            f"{_batch_name(batch, number)}: images {summarise(bad)} came out NaN/inf: the "
+            "model returns non-finite values (broken weights or an input it cannot take); "
+            "no image of this batch was written"
         )
+
+
+def _batch_name(batch: list[int], number: int) -> str:
+    return f"batch {number} (indices {batch[0]}-{batch[-1]})"
+
+
+def _sample_batch(
+    plan: GeneratePlan,
+    model: Callable[..., Tensor],
+    batch: list[int],
+    callback: Callable[[SampleStep], None] | None,
+    cuda_graph: bool,
+) -> Tensor:
+    """The samples of images ``batch``: seeds ``seed + i``, labels ``labels[i % len]``."""
+    c = plan.config
+    return sample(
+        model,
+        plan.schedule,
+        (len(batch), *plan.sample_shape),
+        sampler=c.sampler,
+        steps=c.steps,
+        spacing=c.spacing,
+        variance=c.variance,
+        eta=c.eta,
+        x0_mode=c.x0_mode,
+        labels=None if c.labels is None else [c.label_of(i) for i in batch],
+        guidance_scale=c.guidance,
+        cfg_mode=c.cfg_mode,
+        seeds=[c.seed + i for i in batch],
+        progress=False,
+        callback=callback,
+        cuda_graph=cuda_graph,
+    )
 
 
 def run_plan(
@@ -268,24 +301,10 @@ def run_plan(
             def tick(_: SampleStep, share: float = len(batch) / steps_per_image) -> None:
                 bar.update(share)
 
-            x = sample(
-                model,
-                plan.schedule,
-                (len(batch), *plan.sample_shape),
-                sampler=c.sampler,
-                steps=c.steps,
-                spacing=c.spacing,
-                variance=c.variance,
-                eta=c.eta,
-                x0_mode=c.x0_mode,
-                labels=None if c.labels is None else [c.label_of(i) for i in batch],
-                guidance_scale=c.guidance,
-                cfg_mode=c.cfg_mode,
-                seeds=[c.seed + i for i in batch],
-                progress=False,
-                callback=tick if show else None,
-                cuda_graph=cuda_graph,
-            )
+            try:
+                x = _sample_batch(plan, model, batch, tick if show else None, cuda_graph)
+            except FloatingPointError as err:  # the sampler names the step and t
+                raise FloatingPointError(f"{_batch_name(batch, number)}: {err}") from None
             _check_finite(x, batch, number)
             pixels = to_uint8(x)  # (B, C, H, W) uint8 on the CPU
             for i, image in zip(batch, pixels, strict=True):
