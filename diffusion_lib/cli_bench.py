@@ -26,7 +26,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "bench",
         help="time the sampler's fast paths against the chapter's loop; write a results table",
-        description=__doc__,
+        description=__doc__.replace("``", ""),  # plain text in --help
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", default="digits", help="shipped image model (default digits)")

@@ -13,6 +13,10 @@ Writes DIR/run.json (the settings), DIR/sample_00000.png … and DIR/manifest.cs
 (file, index, seed, label). Image i uses seed + i and label labels[i % len];
 it is the same whatever the batch size or the number of processes. Re-run the
 same command after an interruption (even kill -9) to finish the set.
+
+Exit codes: 0 done; 2 a bad argument, or the directory is in use by another run
+or holds another run's settings (nothing written); 1 the run failed (a full disk,
+NaN samples; one line says what and where); 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from .generate import (
     run_plan,
 )
 from .guidance import CFG_MODES
+from .pretrained import available_models
 from .sampling import SAMPLERS, SPACINGS, VARIANCES, X0_MODES
 
 
@@ -48,13 +53,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "generate",
         help="generate many samples to PNG files with a manifest (resumable, torchrun-aware)",
-        description=__doc__,
+        description=__doc__.replace("``", ""),  # plain text in --help
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--model",
         required=True,
-        help="a shipped model (see diffusion_lib.pretrained.available_models()), or the path "
+        help=f"a shipped model ({', '.join(available_models())}), or the path "
         "of a checkpoint (<stem>.json next to <stem>.safetensors)",
     )
     parser.add_argument("--out", required=True, help="output directory (created if needed)")
@@ -69,7 +74,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "or --num-images: torchrun's own parser rejects --n as an ambiguous abbreviation)",
     )
     parser.add_argument("--seed", type=int, default=0, help="base seed; image i uses seed+i")
-    parser.add_argument("--sampler", default="ddim", choices=SAMPLERS, help="default ddim")
+    parser.add_argument(
+        "--sampler", default="ddim", choices=SAMPLERS,
+        help="default ddim; naive_strided is the chapter's deliberately wrong sampler, "
+        "kept for comparison",
+    )
     parser.add_argument("--steps", type=int, default=50, help="sampling steps, 1…T (default 50)")
     parser.add_argument(
         "--spacing", default="trailing", choices=SPACINGS,

@@ -29,7 +29,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "train",
         help="train a model from a preset and write safetensors + JSON",
-        description=__doc__,
+        description=__doc__.replace("``", ""),  # plain text in --help
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", required=True, choices=MODEL_CHOICES, help="preset to train")
