@@ -9,6 +9,7 @@ exits, however it exits (``kill -9`` included): a stale lock file blocks no one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 import time
@@ -40,7 +41,9 @@ class RunLock:
             return
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                return  # a file system without flock (some network mounts): run unlocked
             holder = self._holder()
             os.close(self.fd)
             self.fd = None
@@ -62,9 +65,7 @@ class RunLock:
     def release(self) -> None:
         """Unlock and close (the lock file stays: removing it would race with a new run)."""
         if self.fd is not None:
-            if fcntl is not None:
-                fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
+            os.close(self.fd)  # closing the last descriptor releases the flock
             self.fd = None
 
 
