@@ -6,6 +6,10 @@ A run makes images ``0 … n−1`` in one directory::
     DIR/sample_00000.png …     one 8-bit PNG per index (see :mod:`diffusion_lib.images`)
     DIR/manifest.csv           file, index, seed, label: one row per finished image
 
+Modules: :mod:`.config` (settings and their checks), :mod:`.fixed_batch`,
+:mod:`.rundir` (run.json, PNGs, manifest), :mod:`.lock`, :mod:`.workers`
+(torchrun), :mod:`.run` (prepare, run_plan, generate).
+
 The rules that make it safe to kill, resume and split:
 
 - **Index i owns everything about image i**: its seed is ``seed + i`` (its own
@@ -19,11 +23,16 @@ The rules that make it safe to kill, resume and split:
   image i is bit-identical whatever ``batch_size`` is, after a resume, or under
   ``torchrun``. ``model_batch`` is a setting recorded in ``run.json``.
 - **A file is done only under its final name**: each PNG is written to
-  ``sample_i.png.tmp`` and then ``os.replace``-d, so a kill (even ``kill -9``)
-  leaves either a whole image or a stale ``.tmp`` that the next run removes.
-  Batches are formed from the *missing* indices only.
+  ``sample_i.png.<pid>.tmp``, fsynced and ``os.replace``-d (the directory is
+  fsynced after each batch), so a kill (even ``kill -9``) leaves either a whole
+  image or a stale ``.tmp`` that the next run removes. A resume decodes every
+  PNG and makes a 0-byte or cut-short one again. Batches are formed from the
+  *missing* indices only.
 - **The settings are checked before anything is touched**: re-running into a
   directory whose ``run.json`` differs fails with the differences listed.
+  One run at a time: rank 0 holds ``DIR/.lock`` (:mod:`.lock`) and checks
+  ``run.json`` again under it, so a second run fails in one line and two
+  plans prepared side by side can never mix their images.
   ``batch_size`` and the device are not settings: they do not change any
   image (but CPU and CUDA kernels round differently, so do not mix devices
   within one set if you need a bit-exact set).
