@@ -355,7 +355,8 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     """Run the whole benchmark and return its JSON payload (nothing written)."""
     from .device import set_threads, usable_device
 
-    set_threads(cfg.threads)
+    if cfg.threads is not None:  # a speed table keeps torch's default unless told
+        set_threads(cfg.threads)
     device = usable_device(cfg.device)
     default = 1000 if device.type == "cuda" else 100
     if isinstance(cfg.steps, dict):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .bench import BenchConfig, parse_ints, parse_steps, run_bench, write
-from .device import THREADS_HELP, usable_device
+from .device import usable_device
 from .experiments import RESULTS_DIR
 from .files import check_writable_dir, os_error_line
 
@@ -53,7 +53,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--generation-batch", type=int, default=256, help="--batch-size of generation (256)"
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    parser.add_argument("--threads", type=int, help=THREADS_HELP)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--name", help="results file stem (default: the device, e.g. cpu)")
     parser.add_argument("--out", help="directory for the results (default benchmarks/results)")
     parser.add_argument("--no-write", action="store_true", help="print the table only")

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .device import THREADS_HELP, set_threads, usable_device
+from .device import set_threads, usable_device
 from .files import check_writable_dir, os_error_line
 
 MODEL_CHOICES = ("digits", "digits_cosine", "moons", "classifier")
@@ -39,7 +39,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, help="learning rate (default: the preset's)")
     parser.add_argument("--seed", type=int, help="random seed (default: the preset's, 0)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    parser.add_argument("--threads", type=int, help=THREADS_HELP)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run_train)
     return parser
@@ -84,7 +84,8 @@ def check_args(args: argparse.Namespace) -> None:
 def run_train(args: argparse.Namespace) -> int:
     """Handler of ``train``: check, train, save; one line and exit code 2 on a bad argument."""
     try:
-        set_threads(args.threads)
+        if args.threads is not None:
+            set_threads(args.threads)
         check_args(args)
         return _train(args)
     except ValueError as err:  # a bad argument: found before training starts
