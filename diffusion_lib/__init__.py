@@ -4,6 +4,7 @@ The notebooks in ``notebooks/`` teach it; this package is their single source
 of truth. Start with :func:`diffusion_lib.sampling.sample`.
 """
 
+from . import _startup  # noqa: F401  (first: Ctrl-C while the CLI imports torch)
 from .device import default_device
 from .guidance import make_eps_fn
 from .model_api import EpsModel, ModelAdapter

@@ -49,7 +49,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .experiments import RESULTS_DIR, write_results
+from .experiments import RESULTS_DIR
+from .files import write_atomic
 from .pretrained import git_commit, load_pretrained
 from .sampling import SampleStep, sample, sample_progressive
 from .speed import AutocastModel, compile_model
@@ -352,11 +353,11 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole benchmark and return its JSON payload (nothing written)."""
-    from .device import default_device, resolve_device
+    from .device import set_threads, usable_device
 
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    device = default_device() if cfg.device == "auto" else resolve_device(cfg.device)
+    if cfg.threads is not None:  # a speed table keeps torch's default unless told
+        set_threads(cfg.threads)
+    device = usable_device(cfg.device)
     default = 1000 if device.type == "cuda" else 100
     if isinstance(cfg.steps, dict):
         missing = sorted(set(cfg.batch_sizes) - set(cfg.steps))
@@ -364,11 +365,17 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
             raise ValueError(f"steps names no count for batch sizes {missing}")
         per_batch = {b: int(cfg.steps[b]) for b in cfg.batch_sizes}
     else:
-        per_batch = {b: int(cfg.steps or default) for b in cfg.batch_sizes}
+        per_batch = {b: int(default if cfg.steps is None else cfg.steps) for b in cfg.batch_sizes}
     for steps in per_batch.values():
         if not 1 <= steps <= 1000:
             raise ValueError(f"steps must be between 1 and 1000, got {steps}")
     model, schedule = load_pretrained(cfg.model, device=device)
+    config = getattr(model, "config", None)
+    if (getattr(config, "image_channels", None), getattr(config, "image_size", None)) != (1, 8):
+        raise ValueError(
+            f"bench needs an image model of 8×8 digits such as digits or digits_cosine; "
+            f"{cfg.model!r} makes {type(model).__name__} samples"
+        )
     batches = []
     for batch in cfg.batch_sizes:
         steps = per_batch[batch]
@@ -508,12 +515,11 @@ def write(
     Returns the JSON path.
     """
     name = name or payload["device_slug"]
-    if out_dir is None:
-        return write_results(name, {"command": command, **payload}, markdown(payload, command))
+    out_dir = RESULTS_DIR if out_dir is None else out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
-    path.write_text(json.dumps({"command": command, **payload}, indent=1) + "\n")
-    (out_dir / f"{name}.md").write_text(markdown(payload, command))
+    write_atomic(path, (json.dumps({"command": command, **payload}, indent=1) + "\n").encode())
+    write_atomic(path.with_suffix(".md"), markdown(payload, command).encode())
     return path
 
 

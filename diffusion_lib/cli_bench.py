@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from .bench import BenchConfig, parse_ints, parse_steps, run_bench, write
+from .device import usable_device
+from .experiments import RESULTS_DIR
+from .files import check_writable_dir, os_error_line
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -23,7 +26,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "bench",
         help="time the sampler's fast paths against the chapter's loop; write a results table",
-        description=__doc__,
+        description=__doc__.replace("``", ""),  # plain text in --help
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", default="digits", help="shipped image model (default digits)")
@@ -52,9 +55,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--name", help="results file stem (default: the device, e.g. cpu)")
-    parser.add_argument(
-        "--out", type=Path, help="directory for the results (default benchmarks/results)"
-    )
+    parser.add_argument("--out", help="directory for the results (default benchmarks/results)")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     parser.set_defaults(func=handler)
     return parser
@@ -67,6 +68,10 @@ def handler(args: argparse.Namespace) -> int:
             raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
         if args.threads is not None and args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        usable_device(args.device)
+        out = None if args.out is None else Path(args.out)
+        if not args.no_write:  # checked before the benchmark runs, not after
+            check_writable_dir(RESULTS_DIR if args.out is None else args.out, "--out directory")
         if args.generation_steps < 1 or args.generation_batch < 1:
             raise ValueError("--generation-steps and --generation-batch must be >= 1")
         gen = () if args.generation_sizes.strip() == "0" else parse_ints(
@@ -86,7 +91,7 @@ def handler(args: argparse.Namespace) -> int:
         )
         payload = run_bench(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
     except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)
         return 2
     command = "python -m diffusion_lib " + shlex.join(getattr(args, "argv", ["bench"]))
     from .bench import markdown
@@ -94,7 +99,11 @@ def handler(args: argparse.Namespace) -> int:
     if args.no_write:
         print(markdown(payload, command.strip()))
     else:
-        path = write(payload, command.strip(), args.name, args.out)
+        try:
+            path = write(payload, command.strip(), args.name, out)
+        except OSError as err:
+            print(f"error: writing the results failed: {os_error_line(err)}", file=sys.stderr)
+            return 1
         print(path.with_suffix(".md").read_text())
         print(f"wrote {path} and {path.with_suffix('.md')}", file=sys.stderr)
     return 0

@@ -13,6 +13,10 @@ Writes DIR/run.json (the settings), DIR/sample_00000.png … and DIR/manifest.cs
 (file, index, seed, label). Image i uses seed + i and label labels[i % len];
 it is the same whatever the batch size or the number of processes. Re-run the
 same command after an interruption (even kill -9) to finish the set.
+
+Exit codes: 0 done; 2 a bad argument, or the directory is in use by another run
+or holds another run's settings (nothing written); 1 the run failed (a full disk,
+NaN samples; one line says what and where); 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -24,17 +28,23 @@ from typing import Any
 
 import torch
 
+from .device import THREADS_HELP, set_threads, usable_device
+from .files import os_error_line
 from .generate import (
     DEFAULT_MODEL_BATCH,
+    MAX_IMAGES,
     PRECISIONS,
     GenerateConfig,
+    RunConflict,
     Workers,
+    check_settings,
     parse_indices,
     parse_labels,
     prepare,
     run_plan,
 )
 from .guidance import CFG_MODES
+from .pretrained import available_models
 from .sampling import SAMPLERS, SPACINGS, VARIANCES, X0_MODES
 
 
@@ -43,16 +53,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "generate",
         help="generate many samples to PNG files with a manifest (resumable, torchrun-aware)",
-        description=__doc__,
+        description=__doc__.replace("``", ""),  # plain text in --help
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--model",
         required=True,
-        help="a shipped model (see diffusion_lib.pretrained.available_models()), or the path "
+        help=f"a shipped model ({', '.join(available_models())}), or the path "
         "of a checkpoint (<stem>.json next to <stem>.safetensors)",
     )
-    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--out", required=True, help="output directory (created if needed)")
     parser.add_argument(
         "-n",
         "--num-images",
@@ -60,14 +70,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         dest="n",
         required=True,
         type=int,
-        help="number of images, indices 0…n-1 (under torchrun write -n or --num-images: "
-        "torchrun's own parser rejects --n as an ambiguous abbreviation)",
+        help=f"number of images, indices 0…n-1, at most {MAX_IMAGES:,} (under torchrun write -n "
+        "or --num-images: torchrun's own parser rejects --n as an ambiguous abbreviation)",
     )
     parser.add_argument("--seed", type=int, default=0, help="base seed; image i uses seed+i")
-    parser.add_argument("--sampler", default="ddim", choices=SAMPLERS, help="default ddim")
+    parser.add_argument(
+        "--sampler", default="ddim", choices=SAMPLERS,
+        help="default ddim; naive_strided is the chapter's deliberately wrong sampler, "
+        "kept for comparison",
+    )
     parser.add_argument("--steps", type=int, default=50, help="sampling steps, 1…T (default 50)")
-    parser.add_argument("--spacing", default="leading", choices=SPACINGS, help="default leading")
-    parser.add_argument("--eta", type=float, default=0.0, help="DDIM's η (default 0)")
+    parser.add_argument(
+        "--spacing", default="trailing", choices=SPACINGS,
+        help="which of the T timesteps the steps visit (default trailing: it starts at T-1)",
+    )
+    parser.add_argument(
+        "--eta", type=float, default=0.0,
+        help="DDIM's η in [0, 1]: 0 deterministic (default), 1 DDPM-like noise",
+    )
     parser.add_argument(
         "--variance", default="beta_tilde", choices=VARIANCES, help="DDPM's σ² (default beta_tilde)"
     )
@@ -99,7 +119,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="auto",
         help="cpu, cuda, cuda:N, mps or auto (default); under torchrun, cuda means cuda:LOCAL_RANK",
     )
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, help=THREADS_HELP)
     parser.add_argument(
         "--precision",
         default="fp32",
@@ -119,12 +139,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _device(spec: str, workers: Workers) -> torch.device:
     """The device of this process: ``auto``/``cuda`` → ``cuda:LOCAL_RANK`` under torchrun."""
-    from .device import default_device, resolve_device
-
-    device = default_device() if spec == "auto" else resolve_device(spec)
+    device = usable_device(spec)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {spec}: CUDA is not available on this machine")
         if device.index is None:
             device = torch.device("cuda", workers.local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)
@@ -145,31 +161,40 @@ def _load_model(name: str, device: torch.device) -> tuple[Any, Any, str]:
     return model, schedule, name
 
 
+def _config(args: argparse.Namespace) -> GenerateConfig:
+    """The run's settings from the command line, every number checked (no model needed)."""
+    if args.model_batch < 0:
+        raise ValueError(f"--model-batch must be >= 0 (0 = off), got {args.model_batch}")
+    config = GenerateConfig(
+        n=args.n,
+        seed=args.seed,
+        sampler=args.sampler,
+        steps=args.steps,
+        spacing=args.spacing,
+        eta=args.eta,
+        variance=args.variance,
+        x0_mode=args.x0_mode,
+        labels=None if args.labels is None else parse_labels(args.labels),
+        guidance=args.guidance,
+        cfg_mode=args.cfg_mode,
+        model_batch=args.model_batch or None,
+        precision=args.precision,
+    )
+    check_settings(config)
+    return config
+
+
 def handler(args: argparse.Namespace) -> int:
-    """Handler of ``generate``: check everything, then generate; 2 on a bad argument."""
+    """Handler of ``generate``: check everything, then generate.
+
+    Exit codes: 0 done; 2 a bad argument or an output directory in use by another
+    run (nothing written); 1 the run failed (a full disk, NaN samples: one line
+    says which images; every image already written is whole); 130 Ctrl-C.
+    """
     try:
-        if args.threads is not None:
-            if args.threads < 1:
-                raise ValueError(f"--threads must be >= 1, got {args.threads}")
-            torch.set_num_threads(args.threads)
-        if args.model_batch < 0:
-            raise ValueError(f"--model-batch must be >= 0 (0 = off), got {args.model_batch}")
-        config = GenerateConfig(
-            n=args.n,
-            seed=args.seed,
-            sampler=args.sampler,
-            steps=args.steps,
-            spacing=args.spacing,
-            eta=args.eta,
-            variance=args.variance,
-            x0_mode=args.x0_mode,
-            labels=None if args.labels is None else parse_labels(args.labels),
-            guidance=args.guidance,
-            cfg_mode=args.cfg_mode,
-            model_batch=args.model_batch or None,
-            precision=args.precision,
-        )
-        indices = None if args.indices is None else parse_indices(args.indices, max(args.n, 1))
+        set_threads(args.threads)
+        config = _config(args)
+        indices = None if args.indices is None else parse_indices(args.indices, args.n)
         workers = Workers.from_env()
         device = _device(args.device, workers)
         model, schedule, name = _load_model(args.model, device)
@@ -184,17 +209,32 @@ def handler(args: argparse.Namespace) -> int:
             workers=workers,
         )
     except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _fail(err, 2)
     try:
         result = run_plan(plan, progress=not args.no_progress, cuda_graph=args.cuda_graph)
     except KeyboardInterrupt:
         print(
-            f"\ninterrupted: every finished image in {args.out} is whole; "
+            f"interrupted: every finished image in {args.out} is whole; "
             "re-run the same command to finish the set",
             file=sys.stderr,
         )
         return 130
+    except RunConflict as err:
+        return _fail(err, 2)
+    except OSError as err:
+        return _fail(
+            f"writing into {args.out} failed: {os_error_line(err)}; every image already there "
+            "is whole: fix that and re-run the same command to finish the set",
+            1,
+        )
+    except (ValueError, FloatingPointError, RuntimeError) as err:
+        return _fail(err, 1)
     if workers.rank == 0:
         print(result.summary())
     return 0
+
+
+def _fail(err: object, code: int) -> int:
+    """Print ``error: ...`` as one line on stderr; return ``code``."""
+    print("error: " + " ".join(str(err).split()), file=sys.stderr)
+    return code

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import shlex
+import sys
+from pathlib import Path
 from typing import Any
 
-import torch
+from .device import set_threads, usable_device
+from .files import check_writable_dir, os_error_line
 
 MODEL_CHOICES = ("digits", "digits_cosine", "moons", "classifier")
 
@@ -25,7 +29,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "train",
         help="train a model from a preset and write safetensors + JSON",
-        description=__doc__,
+        description=__doc__.replace("``", ""),  # plain text in --help
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", required=True, choices=MODEL_CHOICES, help="preset to train")
@@ -60,14 +64,41 @@ def _command_line(args: argparse.Namespace) -> str:
     return shlex.join(words)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Every number, the device and the output path, before anything trains; ValueError."""
+    for name, low in (("steps", 1), ("batch_size", 1), ("seed", 0)):
+        value = getattr(args, name)
+        if value is not None and value < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be an int >= {low}, got {value}")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr must be a finite number > 0, got {args.lr}")
+    usable_device(args.device)
+    if str(args.out).strip() == "":
+        raise ValueError("--out is empty; give a path without extension, e.g. weights/digits")
+    out = Path(args.out)
+    if out.name in ("", ".", ".."):
+        raise ValueError(f"--out {args.out!r} names a directory; add a file stem, e.g. {out}/m")
+    check_writable_dir(out.parent, "directory of --out")
+
+
 def run_train(args: argparse.Namespace) -> int:
-    """Handler of ``train``: run the preset, save the checkpoint, print a summary."""
+    """Handler of ``train``: check, train, save; one line and exit code 2 on a bad argument."""
+    try:
+        if args.threads is not None:
+            set_threads(args.threads)
+        check_args(args)
+        return _train(args)
+    except ValueError as err:  # a bad argument: found before training starts
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: writing the checkpoint failed: {os_error_line(err)}", file=sys.stderr)
+        return 1
+
+
+def _train(args: argparse.Namespace) -> int:
     from .pretrained import save_checkpoint
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise SystemExit(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
     command = _command_line(args)
     overrides = _overrides(args)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 
@@ -27,9 +29,83 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
         ) from err
 
 
+def available_devices() -> list[str]:
+    """The devices this machine can run on, e.g. ``['cpu']`` or ``['cpu', 'cuda:0', 'cuda:1']``."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    return found
+
+
+def usable_device(spec: str | torch.device | None) -> torch.device:
+    """The device ``spec`` names (auto, cpu, cuda, cuda:N, mps), if it works here.
+
+    Unlike :func:`resolve_device` this also checks that the device is present, so
+    that a command line fails in one line instead of deep inside torch.
+
+    Raises:
+        ValueError: the name is unknown, or the device is not available on this
+            machine (``meta`` holds no data, so it never is); the message lists
+            the devices that are.
+    """
+    if spec is None or spec == "auto":
+        return default_device()
+    here = ", ".join(available_devices())
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"unknown device {str(spec)!r}; use auto, cpu, cuda, cuda:N or mps "
+            f"(available here: {here})"
+        ) from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda" and torch.cuda.is_available():
+        if device.index is None or device.index < torch.cuda.device_count():
+            return device
+    mps = getattr(torch.backends, "mps", None)
+    if device.type == "mps" and mps is not None and mps.is_available():
+        return device
+    raise ValueError(f"device {str(spec)!r} is not available on this machine; use one of: {here}")
+
+
 def model_device(model: object) -> torch.device:
     """The device of a model's first parameter; the CPU for a model without any."""
     if isinstance(model, torch.nn.Module):
         for p in model.parameters():
             return p.device
     return torch.device("cpu")
+
+
+def default_threads() -> int:
+    """The CPU thread count the command lines use unless ``--threads`` says otherwise.
+
+    One thread on a machine with 2 cores or fewer, else half the cores, at most 4.
+    torch's own default (every core) was measured to be many times slower on a
+    busy 2-core machine: two OpenMP threads that wait for each other stall
+    whenever another process takes a core.
+    """
+    cores = os.cpu_count() or 1
+    return 1 if cores <= 2 else min(4, cores // 2)
+
+
+THREADS_HELP = (
+    "torch CPU threads (default: 1 on a machine with <= 2 cores, else half the cores, at most 4;"
+    f" here {default_threads()})"
+)
+
+
+def set_threads(threads: int | None) -> int:
+    """``torch.set_num_threads(threads or default_threads())``; return the count.
+
+    Raises:
+        ValueError: ``threads`` < 1.
+    """
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    count = default_threads() if threads is None else threads
+    torch.set_num_threads(count)
+    return count

@@ -87,6 +87,43 @@ def save_png(image: Tensor | np.ndarray, path: str | os.PathLike[str] | BinaryIO
     _to_pil(image).save(path, format="PNG")
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the empty IEND chunk that ends every PNG
+_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+
+
+def is_whole_png(
+    path: str | os.PathLike[str], shape: tuple[int, ...] | None = None, *, decode: bool = True
+) -> bool:
+    """True if ``path`` is a complete PNG (of one (C, H, W) image of ``shape``, if given).
+
+    A file cut short (0 bytes, a truncated write, zeros after a power loss)
+    lacks the PNG signature or the final IEND chunk; ``decode=True`` also
+    decodes every pixel and checks the size and mode (L, RGB, RGBA for C = 1, 3, 4).
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_PNG_SIGNATURE))
+            f.seek(0, os.SEEK_END)
+            if f.tell() < 2 * len(_PNG_END) or head != _PNG_SIGNATURE:
+                return False
+            f.seek(-len(_PNG_END), os.SEEK_END)
+            if f.read() != _PNG_END:
+                return False
+        if not decode and shape is None:
+            return True
+        with Image.open(path) as img:
+            if shape is not None:
+                c, h, w = shape
+                if img.size != (w, h) or img.mode != _MODES.get(c):
+                    return False
+            if decode:
+                img.load()
+    except (OSError, ValueError, SyntaxError):
+        return False
+    return True
+
+
 def make_grid(
     images: Tensor,
     nrow: int = 8,
@@ -169,4 +206,4 @@ def save_grid(
     return path
 
 
-__all__ = ["make_grid", "save_grid", "save_png", "to_uint8"]
+__all__ = ["is_whole_png", "make_grid", "save_grid", "save_png", "to_uint8"]

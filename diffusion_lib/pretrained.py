@@ -21,10 +21,11 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
-from .models import build_model, config_from_dict, count_parameters, model_kind
+from .files import write_atomic
+from .models import MODEL_KINDS, build_model, config_from_dict, count_parameters, model_kind
 from .schedule import NoiseSchedule, make_schedule
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -89,8 +90,8 @@ def save_checkpoint(
     config = model.config
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in
              model.state_dict().items()}
-    save_file(state, str(weights_path))
-    weights_path.chmod(0o644)  # safetensors writes 0600; the files ship in the package
+    write_atomic(weights_path, save(state))  # whole or absent, even on a full disk
+    weights_path.chmod(0o644)  # the files ship in the package
     info: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
@@ -105,7 +106,7 @@ def save_checkpoint(
         "git_commit": git_commit(),
         **(metadata or {}),
     }
-    json_path.write_text(json.dumps(info, indent=2, default=_json_default) + "\n")
+    write_atomic(json_path, (json.dumps(info, indent=2, default=_json_default) + "\n").encode())
     return weights_path, json_path
 
 
@@ -145,7 +146,62 @@ def read_checkpoint_info(stem: str | Path) -> dict[str, Any]:
     for key in ("kind", "model_config", "weights_sha256"):
         if key not in info:
             raise CheckpointError(f"{json_path} lacks the required field {key!r}")
+    _check_fields(info, json_path)
     return info
+
+
+def _check_fields(info: dict[str, Any], json_path: Path) -> None:
+    """Each field of a checkpoint JSON has the type it must have; CheckpointError names it."""
+    def bad(field: str, expected: str) -> CheckpointError:
+        value = repr(info_value(field))
+        value = value if len(value) <= 40 else value[:40] + "…"
+        return CheckpointError(f"{json_path}: field {field!r} must be {expected}, got {value}")
+
+    def info_value(field: str) -> Any:
+        value: Any = info
+        for part in field.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    if not isinstance(info["kind"], str):
+        raise bad("kind", "a string such as 'unet'")
+    if not isinstance(info["weights_sha256"], str):
+        raise bad("weights_sha256", "a hex string")
+    if not isinstance(info["model_config"], dict):
+        raise bad("model_config", "an object of the model's settings")
+    schedule = info.get("schedule")
+    if schedule is not None:
+        if not isinstance(schedule, dict):
+            raise bad("schedule", 'an object such as {"name": "linear", "num_timesteps": 1000}')
+        if not isinstance(schedule.get("name"), str):
+            raise bad("schedule.name", "a schedule name such as 'linear'")
+        steps = schedule.get("num_timesteps")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise bad("schedule.num_timesteps", "an int >= 1")
+    kinds = {kind: cls for kind, (_, cls) in MODEL_KINDS.items()}
+    config_cls = kinds.get(info["kind"])
+    if config_cls is None:
+        return  # config_from_dict names the valid kinds
+    for f in dataclasses.fields(config_cls):
+        if f.name not in info["model_config"]:
+            continue
+        value, default = info["model_config"][f.name], f.default
+        if isinstance(default, bool):
+            ok, expected = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, expected = isinstance(value, int) and not isinstance(value, bool), "an int"
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            expected = "a number"
+        elif isinstance(default, tuple):
+            ok = isinstance(value, list) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            )
+            expected = "a list of ints"
+        else:
+            continue
+        if not ok:
+            raise bad(f"model_config.{f.name}", expected)
 
 
 def load_checkpoint(
@@ -181,8 +237,13 @@ def load_checkpoint(
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{weights_path} is not a readable safetensors file: {err}") from None
 
-    config = config_from_dict(info["kind"], info["model_config"])
-    model = build_model(info["kind"], config)
+    try:
+        config = config_from_dict(info["kind"], info["model_config"])
+        model = build_model(info["kind"], config)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"{json_path}: model_config does not describe a model: {err}"
+        ) from None
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     missing = sorted(set(expected) - set(found))
@@ -228,7 +289,15 @@ def schedule_from_info(info: dict[str, Any]) -> NoiseSchedule:
     spec = info.get("schedule")
     if not spec:
         raise CheckpointError(f"checkpoint {info.get('name')!r} has no noise schedule")
-    return make_schedule(spec["name"], int(spec["num_timesteps"]))
+    if not isinstance(spec, dict) or not isinstance(spec.get("num_timesteps"), int):
+        raise CheckpointError(
+            f"checkpoint {info.get('name')!r}: 'schedule' must be an object such as "
+            f'{{"name": "linear", "num_timesteps": 1000}}, got {spec!r:.60}'
+        )
+    try:
+        return make_schedule(spec.get("name"), spec["num_timesteps"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {info.get('name')!r}: bad 'schedule': {err}") from None
 
 
 def load_pretrained(

@@ -17,6 +17,7 @@ batches on CPU and CUDA.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from .data import DIGITS_SPLIT_DESCRIPTION, TOY_SAMPLERS, load_digits_split, sample_toy
+from .device import usable_device
 from .models import MLPConfig, ModelConfig, UNetConfig, build_model, model_kind
 from .schedule import SCHEDULE_NAMES, make_schedule
 
@@ -78,18 +80,21 @@ class TrainConfig:
                 f"unknown schedule {self.schedule!r}; valid schedules are "
                 f"{', '.join(SCHEDULE_NAMES)}"
             )
-        if self.steps < 1 or self.batch_size < 1 or self.num_timesteps < 1:
-            raise ValueError(
-                "steps, batch_size and num_timesteps must be >= 1; got "
-                f"{self.steps}, {self.batch_size}, {self.num_timesteps}"
-            )
+        for name in ("steps", "batch_size", "num_timesteps", "warmup_steps", "seed"):
+            value = getattr(self, name)
+            low = 0 if name in ("warmup_steps", "seed") else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         if not 0.0 <= self.label_dropout < 1.0 or not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(
                 "label_dropout and ema_decay must lie in [0, 1); got "
                 f"{self.label_dropout} and {self.ema_decay}"
             )
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        for name in ("weight_decay", "grad_clip"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
 
 
 @dataclass
@@ -143,18 +148,10 @@ class TrainResult:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` → CUDA if available else CPU; anything else is checked."""
+    """``"auto"`` → CUDA if available else CPU; anything else must be available here."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ValueError(
-            f"invalid device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; use 'cpu'")
-    return dev
+    return usable_device(device)
 
 
 class _DataSource:

@@ -151,6 +151,7 @@ def test_files_manifest_and_settings(reference, checkpoints):
         (1, 1, 8, 8),
         sampler="ddim",
         steps=5,
+        spacing="trailing",  # generate's default
         labels=[1],
         guidance_scale=3.0,
         seeds=[7 + 11],
@@ -303,7 +304,7 @@ def test_torchrun_two_processes_make_the_same_images(reference, checkpoints, tmp
 # ----------------------------------------------------------- bad arguments
 BAD = [
     (["--model", "no_such_model"], "unknown pretrained model 'no_such_model'"),
-    (["--steps", "0"], "steps must be an int between 1 and T = 1000"),
+    (["--steps", "0"], "steps must be an int >= 1"),
     (["--steps", "1001"], "steps must be an int between 1 and T = 1000"),
     (["--labels", "3,10"], r"labels \[10\] are out of range: this model's classes are 0-9"),
     (["--labels", "0-x"], "invalid labels '0-x'"),
@@ -311,7 +312,7 @@ BAD = [
     (["--model", "uncond", "--guidance", "3"], "guidance was given but the model is unconditional"),
     (["--model", "uncond", "--labels", "1"], "labels were given but the model is unconditional"),
     (["--model", "points"], "generation to PNG needs an image model"),
-    (["--n", "0"], "n must be an int >= 1"),
+    (["--n", "0"], r"n must be an int in \[1, 100,000,000\]"),
     (["--batch-size", "0"], "batch_size must be an int >= 1"),
     (["--sampler", "ddpm", "--eta", "0.5"], "eta only applies to sampler 'ddim'"),
     (["--indices", "5:99"], "must satisfy 0 <= START < STOP <= n = 12"),
