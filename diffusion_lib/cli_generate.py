@@ -156,7 +156,9 @@ def _load_model(name: str, device: torch.device) -> tuple[Any, Any, str]:
         model, info = load_checkpoint(path, device=device)
         if not info.get("schedule"):
             raise ValueError(f"{name} is not a diffusion model (its checkpoint has no schedule)")
-        return model, schedule_from_info(info), path.with_suffix("").name
+        schedule = schedule_from_info(info)
+        model.num_timesteps = schedule.num_steps
+        return model, schedule, path.with_suffix("").name
     model, schedule = load_pretrained(name, device=device)
     return model, schedule, name
 

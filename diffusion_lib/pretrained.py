@@ -312,7 +312,9 @@ def load_pretrained(
 
     Returns:
         (model, schedule): ``model(x_t, t, labels=None) -> ε̂`` and the
-        :class:`~diffusion_lib.schedule.NoiseSchedule` it was trained with.
+        :class:`~diffusion_lib.schedule.NoiseSchedule` it was trained with. The model
+        carries ``num_timesteps`` (T), so sampling it with a schedule of another
+        length is refused rather than silently wrong.
     """
     names = available_models()
     if name not in names and not (WEIGHTS_DIR / f"{name}.json").is_file():
@@ -326,4 +328,5 @@ def load_pretrained(
             f"diffusion models are {', '.join(names)}"
         )
     schedule = schedule_from_info(info)
+    model.num_timesteps = schedule.num_steps  # the sampler refuses a schedule of another T
     return model, schedule.to(device) if device is not None else schedule
