@@ -37,7 +37,7 @@ def image_frames():
 def test_collect_frames_keeps_first_and_last(point_frames):
     f = point_frames
     assert len(f) == 6 and f.kind == "points"
-    assert f.t[0] == 950 and f.t[-1] == 0
+    assert f.t[0] == 999 and f.t[-1] == 49  # the trailing walk 49, 99, …, 999 (kept: 6)
     assert f.x_t.shape == (6, 64, 2) and f.x0.shape == f.eps.shape == f.x_t.shape
     assert all(a < b for a, b in zip(f.alpha_bar, f.alpha_bar[1:], strict=False))
     assert f.final.shape == (64, 2)
@@ -71,7 +71,7 @@ def test_step_buttons_move_and_clamp(point_frames):
     for _ in range(20):
         scrubber.forward.click()
     assert scrubber.slider.value == len(point_frames) - 1
-    assert "t = <b>0</b>" in scrubber.label.value
+    assert "t = <b>49</b>" in scrubber.label.value  # the last of the trailing walk
     assert scrubber.play.max == scrubber.slider.max
 
 

@@ -31,7 +31,7 @@ from .config import (
     summarise,
 )
 from .fixed_batch import FixedBatchModel
-from .lock import LOCK_FILE, RunLock
+from .lock import LOCK_FILE, RunConflict, RunLock
 from .rundir import (
     RUN_FILE,
     broken_indices,
@@ -181,7 +181,13 @@ class _RunDir:
         missing = [p for p in (self.out, *self.out.parents) if not p.exists()]
         self.out.mkdir(parents=True, exist_ok=True)
         self.created_dirs = missing  # deepest first
-        self.lock = RunLock(self.out)
+        try:
+            self.lock = RunLock(self.out)
+        except RunConflict:
+            # another process holds the directory: nothing here is ours to undo (it may
+            # have made the directory too, and is writing into it)
+            self.created_dirs = []
+            raise
         # another process may have started a run here since prepare(): check again, locked
         if not check_out_dir(self.out, settings):
             write_atomic(self.out / RUN_FILE, (json.dumps(settings, indent=2) + "\n").encode())
@@ -192,7 +198,8 @@ class _RunDir:
         if self.created_run_file:
             with contextlib.suppress(OSError):
                 os.remove(self.out / RUN_FILE)
-        if self.created_run_file or self.created_dirs:
+        held = self.lock is not None and self.lock.fd is not None
+        if held and (self.created_run_file or self.created_dirs):
             with contextlib.suppress(OSError):
                 os.remove(self.out / LOCK_FILE)
         for directory in self.created_dirs:
