@@ -386,7 +386,7 @@ def eight_gaussians(
 
 
 def moons_mixture(
-    schedule: NoiseSchedule, components_per_moon: int = 8, noise: float = 0.05
+    schedule: NoiseSchedule, components_per_moon: int = 12, noise: float = 0.05
 ) -> GaussianMixtureOracle:
     """A mixture that looks like :func:`diffusion_lib.data.sample_moons`, class 0 / 1 per moon.
 
@@ -397,7 +397,9 @@ def moons_mixture(
     √(noise² + (π/J)²/12). Then the points are centred at (0.5, 0.25) and
     scaled by 1/1.7, like the toy data. Class 0 is the upper moon, class 1 the
     lower (``null_label`` = 2). It is not the toy distribution itself (that has
-    no closed-form density), only close to it.
+    no closed-form density), only close to it: at the default 12 components
+    per moon, SW₂ between 4000 toy points and the mixture does not differ
+    from the floor of exact draws (``tests/test_oracle.py``).
     """
     from .data import MOONS_SCALE
 

@@ -4,7 +4,7 @@ Every Monte Carlo check compares against an exact value with a tolerance of
 4 standard errors, so a failure means a real disagreement (or a 1-in-15,000
 fluke: the seeds are fixed, so the tests are deterministic anyway).
 
-The pinned tables print with ``python -m tests.test_oracle``.
+The pinned tables print with ``.venv/bin/python tests/test_oracle.py``.
 """
 
 from __future__ import annotations
@@ -174,6 +174,16 @@ def test_sample_data_is_exact(linear):
     assert set(k.tolist()) <= {1, 4}
 
 
+def test_factories_match_the_toy_data(linear):
+    from diffusion_lib.data import sample_toy
+    from diffusion_lib.metrics import differs, oracle_distance
+
+    # the toy data vs the oracle's exact distribution, against the floor of exact draws
+    for name, oracle in [("gaussians8", eight_gaussians(linear)), ("moons", moons_mixture(linear))]:
+        sw, floor = oracle_distance(sample_toy(name, 4000, seed=0), oracle, n_ref=10_000)
+        assert not differs(sw, floor), (name, sw, floor)
+
+
 # ------------------------------------------------------------- under sample()
 def test_ddpm_1000_with_the_gaussian_oracle_reproduces_the_data(linear):
     # four (μ, s) settings, each repeated over 8 columns: 500 × 8 = 4000 draws per setting
@@ -229,6 +239,31 @@ def test_conditional_labels_land_on_their_components(linear):
     x = sample(moons, linear, (600, 2), sampler="ddim", steps=50, spacing="trailing",
                x0_mode="none", labels=labels, guidance_scale=1.0, seed=4, progress=False)
     assert float((moons.class_log_posterior(x).argmax(dim=1) == labels).double().mean()) > 0.99
+
+
+def test_guidance_with_the_exact_oracle_sharpens_the_class(linear):
+    # two overlapping classes: guidance moves samples to where p(c | x) is high
+    pair = GaussianMixtureOracle(linear, [[-0.2, 0.0], [0.2, 0.0]], [0.3, 0.3], classes=[0, 1])
+    labels = torch.arange(2000) % 2
+
+    def run(w):
+        return sample(pair, linear, (2000, 2), sampler="ddim", steps=50, spacing="trailing",
+                      x0_mode="none", labels=labels, guidance_scale=w, seed=5, progress=False)
+
+    def class_posterior(points):  # p(c | x) of the requested class, (N,)
+        return pair.class_log_posterior(points).exp()[torch.arange(2000), labels]
+
+    plain, guided = run(1.0), run(4.0)
+    # w = 1 is the conditional model: p(c | x) averages E_{p(x|c)} p(c | x) (exact by MC)
+    draws = pair.sample_data(20000, torch.Generator().manual_seed(0),
+                             labels=torch.arange(20000) % 2)
+    exact = pair.class_log_posterior(draws).exp()[torch.arange(20000), torch.arange(20000) % 2]
+    assert abs(float(class_posterior(plain).mean()) - float(exact.mean())) < 0.02
+    assert float(class_posterior(guided).mean()) > float(class_posterior(plain).mean()) + 0.1
+    # and the guided samples sit where the guided target p(x) p(c | x)^w is higher
+    target_guided = pair.guided_log_prob(guided[labels == 0], 0, 4.0)
+    target_plain = pair.guided_log_prob(plain[labels == 0], 0, 4.0)
+    assert float(target_guided.mean()) > float(target_plain.mean())
 
 
 def test_oracle_rejects_timesteps_its_schedule_lacks(linear):
@@ -370,7 +405,7 @@ def test_analytic_dpm_variance_is_exact_at_every_step_count(linear, cosine):
 
 
 if __name__ == "__main__":
-    # prints the pinned tables (run: .venv/bin/python -m tests.test_oracle)
+    # prints the pinned tables (run: .venv/bin/python tests/test_oracle.py)
     sched = linear_schedule()
     for n in (10, 100, 1000):
         print(f"naive strided, data sd 0.2, {n:4d} steps: sd {NAIVE_SD_02[n]:.7f} (pinned), "
