@@ -460,6 +460,16 @@ def evaluate_digits(
 
 
 # ---------------------------------------------------------------- 2-D toys
+def _directions(dim: int, num_projections: int, seed: int) -> Tensor:
+    """Unit directions θ (K, D), evenly spaced angles in 2-D, else Gaussian draws from ``seed``."""
+    if dim == 2:
+        angles = torch.arange(num_projections, dtype=torch.float64) * (math.pi / num_projections)
+        return torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)  # (K, 2)
+    g = torch.Generator().manual_seed(seed)
+    theta = torch.randn(num_projections, dim, generator=g, dtype=torch.float64)
+    return theta / theta.norm(dim=1, keepdim=True)  # (K, D)
+
+
 def sliced_wasserstein(
     x: Tensor, y: Tensor, num_projections: int = 256, seed: int = 0
 ) -> float:
@@ -481,14 +491,7 @@ def sliced_wasserstein(
         )
     if min(x.shape[0], y.shape[0]) < 1 or num_projections < 1:
         raise ValueError("need at least one point in each set and one projection")
-    dim = x.shape[1]
-    if dim == 2:
-        angles = torch.arange(num_projections, dtype=torch.float64) * (math.pi / num_projections)
-        theta = torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)  # (K, 2)
-    else:
-        g = torch.Generator().manual_seed(seed)
-        theta = torch.randn(num_projections, dim, generator=g, dtype=torch.float64)
-        theta = theta / theta.norm(dim=1, keepdim=True)  # (K, D)
+    theta = _directions(x.shape[1], num_projections, seed)  # (K, D)
     px = (x.detach().cpu().double() @ theta.T).sort(dim=0).values  # (N, K)
     py = (y.detach().cpu().double() @ theta.T).sort(dim=0).values  # (M, K)
     if px.shape[0] != py.shape[0]:
@@ -860,16 +863,6 @@ def digits_matched(
 
 
 # ------------------------------------------------- 2-D: distance to the oracle
-def _directions(dim: int, num_projections: int, seed: int) -> Tensor:
-    """Unit directions θ (K, D), as in :func:`sliced_wasserstein`."""
-    if dim == 2:
-        angles = torch.arange(num_projections, dtype=torch.float64) * (math.pi / num_projections)
-        return torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)  # (K, 2)
-    g = torch.Generator().manual_seed(seed)
-    theta = torch.randn(num_projections, dim, generator=g, dtype=torch.float64)
-    return theta / theta.norm(dim=1, keepdim=True)  # (K, D)
-
-
 def oracle_distance(
     samples: Tensor,
     oracle: Any,
