@@ -128,7 +128,8 @@ def exact_moments(
             the naive strided sampler has its own ``range(0, T, T // steps)``.
         variance: DDPM's σ²: ``"beta"``, ``"beta_tilde"`` or ``"analytic"``
             (Analytic-DPM, not a :func:`sample` option; see the module docstring).
-        eta: DDIM's η ≥ 0.
+        eta: DDIM's η ≥ 0 (η > 1 is computed, with 1 − ᾱ_prev − σ² clamped at 0
+            like the step; :func:`sample` may accept only [0, 1]).
         mean, std: μ and s of the data, floats or arrays (elementwise).
 
     Returns:

@@ -286,7 +286,7 @@ MC_CASES = [
     ("ddpm", 1000, "leading", "beta_tilde", 0.0),
     ("ddim", 10, "leading", "beta", 0.0),
     ("ddim", 50, "linspace", "beta", 0.5),
-    ("ddim", 20, "trailing", "beta", 1.7),
+    ("ddim", 20, "trailing", "beta", 1.0),
     ("naive_strided", 10, "leading", "beta", 0.0),
     ("naive_strided", 100, "leading", "beta", 0.0),
 ]
