@@ -10,20 +10,31 @@ import torch
 
 from diffusion_lib.data import load_digits_split, sample_toy
 from diffusion_lib.metrics import (
+    Estimate,
+    bootstrap,
     class_accuracy,
     classifier_features,
+    differs,
     digits_fd,
+    digits_matched,
     digits_quality,
     diversity,
     evaluate_digits,
     evaluate_toy,
+    fit_class_counts,
     frechet_distance,
     frechet_distance_from_features,
     gaussian_stats,
     heldout_halves,
+    kid,
     load_classifier,
+    matched_real_indices,
+    oracle_distance,
+    over_seeds,
+    polynomial_kernel,
     random_shift,
     sliced_wasserstein,
+    stratified_indices,
     toy_quality,
 )
 from diffusion_lib.pretrained import WEIGHTS_DIR, load_pretrained
@@ -171,3 +182,132 @@ def test_evaluate_on_a_small_sample_of_the_shipped_models(classifier):
     model, schedule = load_pretrained("moons")
     toy = evaluate_toy(model, schedule, "moons", n=64, sampler="ddim", steps=20, progress=False)
     assert math.isfinite(toy.sw) and toy.sw_floor > 0
+
+
+# ------------------------------------------------------------ KID and intervals
+def _kid_by_loops(x: torch.Tensor, y: torch.Tensor) -> float:
+    """The unbiased MMD² written out term by term (the reference)."""
+    def k(a, b):
+        return (float(a @ b) / len(a) + 1.0) ** 3
+    m, n = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    return xx + yy - 2 * xy
+
+
+def test_kid_matches_the_written_out_estimator_and_jackknife():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(9, 3, generator=g, dtype=torch.float64) + 0.4
+    est = kid(x, y)
+    assert est.value == pytest.approx(_kid_by_loops(x, y), rel=1e-10)
+    # the jackknife: recompute with each row left out
+    loo_x = [_kid_by_loops(torch.cat([x[:i], x[i + 1:]]), y) for i in range(7)]
+    loo_y = [_kid_by_loops(x, torch.cat([y[:j], y[j + 1:]])) for j in range(9)]
+    var = (6 / 7 * sum((v - sum(loo_x) / 7) ** 2 for v in loo_x)
+           + 8 / 9 * sum((v - sum(loo_y) / 9) ** 2 for v in loo_y))
+    assert est.se == pytest.approx(math.sqrt(var), rel=1e-9)
+    assert polynomial_kernel(x, y).shape == (7, 9)
+    with pytest.raises(ValueError, match="same d"):
+        kid(x, torch.zeros(5, 4))
+
+
+def _kid_replicates(n: int, shift: float, reps: int, seed: int) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    values, ses = [], []
+    for _ in range(reps):
+        x = torch.randn(n, 8, generator=g, dtype=torch.float64)
+        y = torch.randn(n, 8, generator=g, dtype=torch.float64) + shift
+        e = kid(x, y)
+        values.append(e.value)
+        ses.append(e.se)
+    return torch.tensor(values), torch.tensor(ses)
+
+
+def test_kid_is_unbiased_at_small_n_and_its_se_is_calibrated():
+    # same distribution: KID ≈ 0 within its SE, and 0 on average
+    g = torch.Generator().manual_seed(1)
+    same = kid(torch.randn(150, 8, generator=g), torch.randn(150, 8, generator=g))
+    assert abs(same.value) < 2 * same.se
+    values, ses = _kid_replicates(20, 0.0, 200, seed=2)
+    assert abs(float(values.mean())) < 3 * float(values.std()) / math.sqrt(200)
+    # shifted Gaussians: clearly > 0, and the n = 20 mean equals the n = 1000 value
+    shifted = kid(torch.randn(150, 8, generator=g), torch.randn(150, 8, generator=g) + 0.5)
+    assert shifted.value > 3 * shifted.se
+    values, ses = _kid_replicates(20, 0.5, 200, seed=3)
+    large = kid(torch.randn(1000, 8, generator=g), torch.randn(1000, 8, generator=g) + 0.5)
+    mean_se = float(values.std()) / math.sqrt(200)
+    assert abs(float(values.mean()) - large.value) < 3 * math.hypot(mean_se, large.se)
+    # the jackknife SE tracks the real spread of the estimate (conservative, not wild)
+    assert 0.8 < float(ses.mean()) / float(values.std()) < 1.6
+
+
+def test_differs_over_seeds_and_bootstrap():
+    assert differs(Estimate(1.0, 0.1), Estimate(1.5, 0.1))
+    assert not differs(Estimate(1.0, 0.2), Estimate(1.5, 0.2))
+    assert Estimate(1.0, 0.1).interval() == pytest.approx((0.8, 1.2))
+    seeds = over_seeds([1.0, 2.0, 3.0])
+    assert (seeds.value, seeds.se, seeds.n) == pytest.approx((2.0, 1 / math.sqrt(3), 3))
+    data = torch.randn(400, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    boot = bootstrap(lambda rows: float(rows.mean()), data, n_boot=300)
+    assert boot.value == pytest.approx(float(data.mean()))
+    assert boot.se == pytest.approx(float(data.std()) / 20, rel=0.2)
+
+
+# --------------------------------------------------- floors with the same classes
+def test_stratified_indices_and_fitted_counts():
+    labels = torch.tensor([0, 1, 1, 2, 2, 2, 0, 1])
+    idx = stratified_indices(labels, [1, 2, 3], torch.Generator().manual_seed(0))
+    assert torch.bincount(labels[idx], minlength=3).tolist() == [1, 2, 3]
+    assert len(set(idx.tolist())) == 6
+    with pytest.raises(ValueError, match="class 0"):
+        stratified_indices(labels, [3, 0, 0])
+    assert fit_class_counts([10, 10, 20], [17, 18, 18]).tolist() == [9, 9, 18]  # × 0.9
+    assert fit_class_counts([5, 0, 3], [17, 18, 18]).tolist() == [5, 0, 3]
+
+
+def test_matched_floor_has_the_samples_class_counts():
+    labels = load_digits_split().heldout_labels
+    wanted = torch.tensor([6, 6, 6, 6, 6, 5, 5, 5, 5, 0])  # an unbalanced set of 50
+    for a_sub, b, counts in matched_real_indices(wanted, splits=3, seed=1):
+        assert counts.tolist() == wanted.tolist()
+        assert torch.bincount(labels[a_sub], minlength=10).tolist() == wanted.tolist()
+        assert not set(a_sub.tolist()) & set(b.tolist())
+    # 200 balanced samples do not fit a half (17–18 per class): scaled down, still balanced
+    (a_sub, _, counts), = matched_real_indices(torch.full((10,), 20), splits=1)
+    assert counts.tolist() == [17] * 10
+    assert torch.bincount(labels[a_sub], minlength=10).tolist() == [17] * 10
+
+
+def test_digits_matched_kid_and_fd_with_floors(classifier):
+    split = load_digits_split()
+    idx = stratified_indices(split.train_labels, [10] * 10, torch.Generator().manual_seed(0))
+    real = digits_matched(classifier, split.train_images[idx], split.train_labels[idx],
+                          splits=3)
+    assert real.n == real.floor.n == 100 and real.value.se > 0 and real.floor.se > 0
+    noise = torch.rand(100, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    bad = digits_matched(classifier, noise, split.train_labels[idx], splits=3)
+    assert differs(bad.value, bad.floor) and bad.value.value > bad.floor.value
+    fd = digits_matched(classifier, split.train_images[idx], split.train_labels[idx],
+                        metric="fd", splits=3)
+    assert fd.metric == "fd" and fd.value.value > 0 and fd.floor.value > 0
+    with pytest.raises(ValueError, match="metric"):
+        digits_matched(classifier, noise, metric="is")
+
+
+def test_oracle_distance_floor_and_shift():
+    from diffusion_lib.oracle import eight_gaussians
+    from diffusion_lib.schedule import linear_schedule
+
+    oracle = eight_gaussians(linear_schedule())
+    g = torch.Generator().manual_seed(5)
+    exact = oracle.sample_data(1500, generator=g)
+    sw, floor = oracle_distance(exact, oracle, n_ref=4000, seed=1)
+    assert not differs(sw, floor) and sw.n == floor.n == 10
+    sw, floor = oracle_distance(exact * 1.15, oracle, n_ref=4000, seed=1)
+    assert differs(sw, floor) and sw.value > floor.value
+    labels = torch.arange(1500) % 8
+    cond = oracle.sample_data(1500, generator=g, labels=labels)
+    sw, floor = oracle_distance(cond, oracle, labels, n_ref=4000, seed=2)
+    assert not differs(sw, floor)
