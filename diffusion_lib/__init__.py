@@ -9,6 +9,14 @@ from .device import default_device
 from .guidance import make_eps_fn
 from .model_api import EpsModel, ModelAdapter
 from .noise import SampleNoise, resolve_seeds
+from .oracle import (
+    GaussianMixtureOracle,
+    GaussianOracle,
+    analytic_variance,
+    eight_gaussians,
+    exact_moments,
+    moons_mixture,
+)
 from .sampling import (
     SampleStep,
     ddim_step,
@@ -34,18 +42,24 @@ __version__ = "0.1.0"
 
 __all__ = [
     "EpsModel",
+    "GaussianMixtureOracle",
+    "GaussianOracle",
     "ModelAdapter",
     "NoiseSchedule",
     "SampleNoise",
     "SampleStep",
     "StepOutput",
+    "analytic_variance",
     "cosine_schedule",
     "ddim_step",
     "ddpm_step",
     "default_device",
+    "eight_gaussians",
+    "exact_moments",
     "linear_schedule",
     "make_eps_fn",
     "make_schedule",
+    "moons_mixture",
     "predict_eps_from_x0",
     "predict_x0_from_eps",
     "process_x0",

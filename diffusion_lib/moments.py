@@ -55,6 +55,7 @@ from typing import Literal
 import numpy as np
 
 from .sampling import (
+    DEFAULT_SPACING,
     SAMPLERS,
     SPACINGS,
     Sampler,
@@ -84,7 +85,7 @@ def analytic_variance(
     schedule: NoiseSchedule,
     std: Scalar = 1.0,
     steps: int | None = None,
-    spacing: Spacing = "leading",
+    spacing: Spacing = DEFAULT_SPACING,
 ) -> np.ndarray:
     """Analytic-DPM's optimal DDPM variance σ*² for Gaussian data of sd ``std``.
 
@@ -112,8 +113,8 @@ def exact_moments(
     schedule: NoiseSchedule,
     sampler: Sampler = "ddpm",
     steps: int | None = None,
-    spacing: Spacing = "leading",
-    variance: MomentVariance = "beta",
+    spacing: Spacing = DEFAULT_SPACING,
+    variance: MomentVariance = "beta_tilde",
     eta: float = 0.0,
     mean: Scalar = 0.0,
     std: Scalar = 1.0,
@@ -124,7 +125,8 @@ def exact_moments(
         schedule: the training schedule (T steps).
         sampler: ``"ddpm"``, ``"ddim"`` or ``"naive_strided"``.
         steps: steps taken (1 … T); ``None`` = all T.
-        spacing: ``"leading"``, ``"linspace"`` or ``"trailing"`` (DDPM, DDIM);
+        spacing: ``"trailing"`` (default, as :func:`~diffusion_lib.sampling.sample`),
+            ``"linspace"`` or ``"leading"`` (DDPM, DDIM);
             the naive strided sampler has its own ``range(0, T, T // steps)``.
         variance: DDPM's σ²: ``"beta"``, ``"beta_tilde"`` or ``"analytic"``
             (Analytic-DPM, not a :func:`sample` option; see the module docstring).
