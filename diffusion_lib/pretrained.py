@@ -24,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
 
+from .device import usable_device
 from .files import write_atomic
 from .models import MODEL_KINDS, build_model, config_from_dict, count_parameters, model_kind
 from .schedule import NoiseSchedule, make_schedule
@@ -321,6 +322,8 @@ def load_pretrained(
         raise ValueError(
             f"unknown pretrained model {name!r}; available models are {', '.join(names) or 'none'}"
         )
+    if device is not None:
+        device = usable_device(device)  # one clear line for cuda on a CPU machine, mps, …
     model, info = load_checkpoint(WEIGHTS_DIR / name, device=device)
     if not info.get("schedule"):
         raise ValueError(

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .device import model_device, resolve_device
+from .device import model_device, resolve_device, usable_device
 from .guidance import CfgMode, EpsParts, check_guidance_scale, make_eps_parts_fn
 from .model_api import EpsModel, check_model_output, null_label_of
 from .noise import SampleNoise, resolve_seeds
@@ -169,6 +169,8 @@ def _check_device(model: object, device: torch.device | str | None) -> torch.dev
     if device is None:
         return on
     dev = resolve_device(device)
+    if dev.type != "meta":  # meta (no data) is kept for tests that trace the loop
+        dev = usable_device(dev)
     has_params = isinstance(model, torch.nn.Module) and any(True for _ in model.parameters())
     same = dev.type == on.type and (dev.index is None or on.index is None or dev.index == on.index)
     if has_params and not same:

@@ -273,3 +273,13 @@ def test_a_schedule_of_another_length_than_the_models_is_refused():
     with pytest.raises(ValueError, match=r"trained with T = 1000 timesteps but the schedule has "
                                          r"T = 100"):
         run(model=model)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_an_absent_device_is_refused_in_one_line():
+    from diffusion_lib.pretrained import load_pretrained
+
+    with pytest.raises(ValueError, match="device 'cuda' is not available on this machine"):
+        load_pretrained("digits", device="cuda")
+    with pytest.raises(ValueError, match="device 'cuda:3' is not available on this machine"):
+        run(device="cuda:3")  # a model without weights: the device is checked all the same
