@@ -76,8 +76,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="base seed; image i uses seed+i")
     parser.add_argument(
         "--sampler", default="ddim", choices=SAMPLERS,
-        help="default ddim; naive_strided is the chapter's deliberately wrong sampler, "
-        "kept for comparison",
+        help="default ddim; euler, heun and dpmpp_2m integrate the probability-flow ODE on "
+        "Karras' sigma schedule (heun calls the model twice a step); naive_strided is the "
+        "chapter's deliberately wrong sampler, kept for comparison",
     )
     parser.add_argument("--steps", type=int, default=50, help="sampling steps, 1…T (default 50)")
     parser.add_argument(

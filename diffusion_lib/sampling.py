@@ -37,6 +37,7 @@ from .device import model_device, resolve_device, usable_device
 from .guidance import CfgMode, EpsParts, check_guidance_scale, make_eps_parts_fn
 from .model_api import EpsModel, check_model_output, null_label_of
 from .noise import SampleNoise, resolve_seeds
+from .ode import ODE_SAMPLERS, SIGMA_SCHEDULES, SigmaSchedule, ode_timesteps, ode_walk, sigmas_of
 from .schedule import FINAL_ALPHAS, FinalAlpha, NoiseSchedule, check_eta
 from .spacing import (
     DEFAULT_SPACING,
@@ -66,7 +67,7 @@ from .steps import (
     step_at,
 )
 
-Sampler = Literal["ddpm", "ddim", "naive_strided"]
+Sampler = Literal["ddpm", "ddim", "naive_strided", "euler", "heun", "dpmpp_2m"]
 SAMPLERS: tuple[str, ...] = get_args(Sampler)
 
 StepNoise = Tensor | Sequence[Tensor] | Callable[[int], Tensor]
@@ -260,6 +261,7 @@ def sample_progressive(
     x0_mode: X0Mode = "clip",
     rederive_eps: bool = True,
     final_alpha: FinalAlpha = "one",
+    sigma_schedule: SigmaSchedule = "karras",
     labels: Tensor | Sequence[int] | int | None = None,
     guidance_scale: float | None = None,
     cfg_mode: CfgMode = "batched",
@@ -281,8 +283,10 @@ def sample_progressive(
             :class:`~diffusion_lib.speed.AutocastModel`: the sampler stays fp32).
         schedule: the schedule the model was trained with (T steps).
         shape: (B, ...) of the batch to generate, e.g. (16, 1, 8, 8).
-        sampler: ``"ddpm"`` (ancestral), ``"ddim"``, or ``"naive_strided"``
-            (the seed chapter's, for comparison only).
+        sampler: ``"ddpm"`` (ancestral), ``"ddim"``, ``"naive_strided"`` (the seed
+            chapter's, for comparison only), or an ODE solver (:mod:`diffusion_lib.ode`):
+            ``"euler"`` (= DDIM η = 0), ``"heun"`` (2 model calls a step) or
+            ``"dpmpp_2m"`` (DPM-Solver++(2M)); these are deterministic.
         steps: how many steps to take (1 … T); ``None`` = all T. DDPM and DDIM
             respace the schedule (:func:`~diffusion_lib.spacing.sampling_schedule`).
         spacing: which steps to keep when ``steps`` < T: ``"trailing"`` (default;
@@ -296,6 +300,9 @@ def sample_progressive(
             diffusers' ``use_clipped_model_output=True``) or the raw one.
         final_alpha: DDIM: ᾱ_prev of the last step, ``"one"`` or ``"first"``
             (diffusers' ``set_alpha_to_one``).
+        sigma_schedule: ODE samplers: ``"karras"`` (ρ = 7, the default) or
+            ``"uniform"`` (the timesteps of ``spacing``); see
+            :func:`~diffusion_lib.ode.ode_timesteps`.
         labels: an int, or (B,) class labels; ``None`` = unconditional.
         guidance_scale: classifier-free guidance w (finite); ``None`` = no guidance.
         cfg_mode: ``"batched"`` (one 2B call) or ``"two_pass"``.
@@ -335,12 +342,13 @@ def sample_progressive(
     check_choice("variance", variance, VARIANCES)
     check_choice("x0_mode", x0_mode, X0_MODES)
     check_choice("final_alpha", final_alpha, FINAL_ALPHAS)
+    check_choice("sigma_schedule", sigma_schedule, SIGMA_SCHEDULES)
     eta = check_eta(eta)
     check_guidance_scale(guidance_scale)
-    if cuda_graph and sampler == "naive_strided":
+    if cuda_graph and sampler not in ("ddpm", "ddim"):
         raise ValueError(
-            "cuda_graph=True supports sampler='ddpm' and 'ddim'; "
-            "the chapter's 'naive_strided' sampler is kept eager, for comparison only"
+            f"cuda_graph=True supports sampler='ddpm' and 'ddim', not {sampler!r} "
+            "(the ODE solvers and the chapter's 'naive_strided' sampler run eagerly)"
         )
     if sampler != "ddim" and eta != 0.0:
         raise ValueError(
@@ -370,6 +378,15 @@ def sample_progressive(
         if x_T.device.type != "meta" and not bool(torch.isfinite(x_T).all()):
             raise ValueError(f"x_T holds {int((~torch.isfinite(x_T)).sum())} NaN/inf value(s)")
 
+    if sampler in ODE_SAMPLERS:
+        if step_noise is not None:
+            raise ValueError(f"sampler={sampler!r} is deterministic: it takes no step_noise")
+        x = resolve_and_initial(batch, seed, seeds, shape, dev) if x_T is None else (
+            x_T.to(device=dev, dtype=torch.float32))
+        yield from _ode_loop(sampler, schedule.to(dev), x, eps_fn, x0_mode, rederive_eps,
+                             ode_timesteps(schedule, steps, sigma_schedule, spacing),
+                             progress, callback)
+        return
     if sampler == "naive_strided":
         sched = schedule.to(dev)
         visit = naive_strided_timesteps(num_timesteps, steps or num_timesteps)
@@ -506,6 +523,77 @@ def _graphed_loop(
             yield step
     finally:
         noise.close()
+    watch.check()
+
+
+def resolve_and_initial(
+    batch: int, seed: int | None, seeds: Sequence[int] | None, shape: tuple[int, ...],
+    device: torch.device,
+) -> Tensor:
+    """x_T from the per-sample seeds (the same x_T every sampler starts from)."""
+    noise = SampleNoise(resolve_seeds(batch, seed, seeds), shape[1:], device, total=0)
+    try:
+        return noise.initial()
+    finally:
+        noise.close()
+
+
+def _ode_loop(
+    sampler: str,
+    sched: NoiseSchedule,
+    x_T: Tensor,
+    eps_fn: Callable[[Tensor, Tensor], EpsParts],
+    x0_mode: X0Mode,
+    rederive_eps: bool,
+    timesteps: np.ndarray,
+    progress: bool,
+    callback: Callable[[SampleStep], None] | None,
+) -> Iterator[SampleStep]:
+    """The ODE solvers of :mod:`diffusion_lib.ode` as :class:`SampleStep` s."""
+    sig = sigmas_of(sched)
+    alpha_bars = sched.alphas_cumprod_f64
+    batch = x_T.shape[0]
+    watch = _FiniteWatch(x_T.device, np.arange(sched.num_steps), timesteps.tolist())
+    calls = [0]
+
+    def denoise(x_tilde: Tensor, t: int) -> tuple[Tensor, Tensor, Tensor]:
+        s = float(sig[t])
+        x_t = x_tilde / (1.0 + s * s) ** 0.5
+        t_model = torch.full((batch,), t, dtype=torch.long, device=x_T.device)
+        if calls[0] == 0:
+            parts = check_model_output(lambda: eps_fn(x_t, t_model), x_t)
+        else:
+            parts = eps_fn(x_t, t_model)
+            if parts.eps.shape != x_t.shape:
+                raise ValueError(
+                    f"the model returned shape {tuple(parts.eps.shape)} at t = {t}; it returned "
+                    f"{tuple(x_t.shape)} before: ε̂ must keep x_t's shape"
+                )
+        calls[0] += 1
+        watch.update(parts.eps, t_model)
+        raw = parts.eps.float()
+        x0 = process_x0(x_tilde - s * raw, x0_mode)
+        eps = (x_tilde - x0) / s if (x0_mode != "none" and rederive_eps) else raw
+        return x0, eps, parts
+
+    def to_x(x_tilde: Tensor, t: int | None) -> Tensor:
+        return x_tilde if t is None else x_tilde / (1.0 + float(sig[t]) ** 2) ** 0.5
+
+    x_tilde = x_T * (1.0 + float(sig[timesteps[0]]) ** 2) ** 0.5
+    walk = ode_walk(sampler, x_tilde, timesteps, sig, denoise)  # type: ignore[arg-type]
+    zero = torch.zeros((), device=x_T.device)
+    for i, t, x_i, x_next, d, eps, parts in tqdm(walk, total=len(timesteps), desc=sampler,
+                                                 disable=not progress, leave=False):
+        t_next = int(timesteps[i + 1]) if i + 1 < len(timesteps) else None
+        x_prev = to_x(x_next, t_next)
+        step = SampleStep(
+            index=i, t=t, alpha_bar=float(alpha_bars[t]), x_t=to_x(x_i, t), x0=d, eps=eps,
+            x_prev=x_prev, mean=x_prev, sigma=zero, model_output=parts.eps,
+            eps_cond=parts.eps_cond, eps_uncond=parts.eps_uncond, noise=None,
+        )
+        if callback is not None:
+            callback(step)
+        yield step
     watch.check()
 
 
