@@ -110,18 +110,81 @@ def check_guidance_scale(guidance_scale: object) -> float | None:
     return w
 
 
+def rescale_guided(eps: Tensor, eps_cond: Tensor, phi: float) -> Tensor:
+    """Guidance rescale (Lin et al. 2024, eq. 15–16), per sample over the non-batch dims.
+
+    ε̃_r = φ · ε̃ · std(ε(c))/std(ε̃) + (1 − φ) · ε̃: a large w inflates ε̃'s scale
+    (over-exposed, saturated samples); φ pulls it back to the conditional one.
+    """
+    dims = tuple(range(1, eps.ndim))
+    ratio = eps_cond.std(dim=dims, keepdim=True) / eps.std(dim=dims, keepdim=True)
+    return phi * eps * ratio + (1 - phi) * eps
+
+
+def check_guidance_options(
+    rescale: object, interval: object
+) -> tuple[float, tuple[int, int] | None]:
+    """φ in [0, 1] and an interval (lo, hi) of original timesteps with lo <= hi, or errors."""
+    if isinstance(rescale, bool) or not isinstance(rescale, (int, float, np.integer, np.floating)):
+        raise TypeError(f"guidance_rescale must be a number in [0, 1], got {rescale!r}")
+    if not 0.0 <= float(rescale) <= 1.0:
+        raise ValueError(f"guidance_rescale must be in [0, 1] (0 = off), got {rescale}")
+    if interval is None:
+        return float(rescale), None
+    ok = (isinstance(interval, (tuple, list)) and len(interval) == 2
+          and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in interval))
+    if not ok or interval[0] > interval[1]:  # type: ignore[index]
+        raise ValueError(
+            f"guidance_interval must be (lo, hi), two original timesteps with lo <= hi, "
+            f"e.g. (100, 700); got {interval!r}"
+        )
+    return float(rescale), (int(interval[0]), int(interval[1]))  # type: ignore[index]
+
+
 def make_eps_parts_fn(
     model: EpsModel,
     labels: Tensor | None = None,
     guidance_scale: float | None = None,
     cfg_mode: CfgMode = "batched",
+    guidance_rescale: float = 0.0,
+    guidance_interval: tuple[int, int] | None = None,
 ) -> EpsPartsFn:
-    """Like :func:`make_eps_fn`, but also returns ε(c) and ε(∅) under guidance."""
+    """Like :func:`make_eps_fn`, but also returns ε(c) and ε(∅) under guidance.
+
+    Args:
+        guidance_rescale: φ of :func:`rescale_guided`; 0 (default) is plain guidance.
+        guidance_interval: (lo, hi): guide only at original timesteps lo ≤ t ≤ hi and use
+            the conditional ε(c) elsewhere (Kynkäänniemi et al. 2024); ``None`` guides at
+            every step. Chosen per sample on the device (no host read).
+    """
     if cfg_mode not in CFG_MODES:
         raise ValueError(f"unknown cfg_mode {cfg_mode!r}; valid modes are {', '.join(CFG_MODES)}")
     scale = check_guidance_scale(guidance_scale)
+    phi, interval = check_guidance_options(guidance_rescale, guidance_interval)
     if scale is None:
+        if phi or interval is not None:
+            raise ValueError("guidance_rescale and guidance_interval need a guidance_scale")
         return lambda x_t, t: EpsParts(model(x_t, t, labels), None, None)
+    plain = _make_plain_parts_fn(model, labels, scale, cfg_mode)
+    if not phi and interval is None:
+        return plain
+
+    def shaped(x_t: Tensor, t: Tensor) -> EpsParts:
+        parts = plain(x_t, t)
+        assert parts.eps_cond is not None
+        eps = rescale_guided(parts.eps, parts.eps_cond, phi) if phi else parts.eps
+        if interval is not None:
+            inside = ((t >= interval[0]) & (t <= interval[1])).reshape(
+                (-1,) + (1,) * (eps.ndim - 1))
+            eps = torch.where(inside, eps, parts.eps_cond)
+        return EpsParts(eps, parts.eps_cond, parts.eps_uncond)
+
+    return shaped
+
+
+def _make_plain_parts_fn(
+    model: EpsModel, labels: Tensor | None, scale: float, cfg_mode: CfgMode
+) -> EpsPartsFn:
     null_label = null_label_of(model)
     if null_label is None:
         raise ValueError(

@@ -265,6 +265,8 @@ def sample_progressive(
     labels: Tensor | Sequence[int] | int | None = None,
     guidance_scale: float | None = None,
     cfg_mode: CfgMode = "batched",
+    guidance_rescale: float = 0.0,
+    guidance_interval: tuple[int, int] | None = None,
     seed: int | None = None,
     seeds: Sequence[int] | None = None,
     x_T: Tensor | None = None,
@@ -306,6 +308,10 @@ def sample_progressive(
         labels: an int, or (B,) class labels; ``None`` = unconditional.
         guidance_scale: classifier-free guidance w (finite); ``None`` = no guidance.
         cfg_mode: ``"batched"`` (one 2B call) or ``"two_pass"``.
+        guidance_rescale: φ in [0, 1], rescale the guided ε̃ towards ε(c)'s scale
+            (Lin et al. 2024); 0 = off.
+        guidance_interval: (lo, hi): guide only at original timesteps in [lo, hi]
+            (Kynkäänniemi et al. 2024); elsewhere the conditional ε(c) is used.
         seed, seeds: per-sample integer seeds (:func:`diffusion_lib.noise.resolve_seeds`):
             sample i gets the same x_T and z whatever the batch.
         x_T: start from this x_T (B, ...) instead of drawing it; it is converted
@@ -369,7 +375,8 @@ def sample_progressive(
 
     dev = _check_device(model, device)
     y = _as_labels(labels, batch, model, dev)
-    eps_fn = make_eps_parts_fn(model, y, guidance_scale, cfg_mode)
+    eps_fn = make_eps_parts_fn(model, y, guidance_scale, cfg_mode, guidance_rescale,
+                               guidance_interval)
     if x_T is not None:
         if not isinstance(x_T, Tensor):
             raise TypeError(f"x_T must be a tensor of shape {shape}, got {type(x_T).__name__}")

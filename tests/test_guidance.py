@@ -74,3 +74,42 @@ def test_guidance_errors():
         make_eps_fn(model, None, 3.0)
     with pytest.raises(ValueError, match=r"unknown cfg_mode 'triple'.*batched, two_pass"):
         make_eps_fn(model, torch.tensor([0]), 3.0, "triple")
+
+
+# ------------------------------------------- guidance rescale and interval
+def _steps(**kw):
+    from diffusion_lib.sampling import sample_progressive
+
+    schedule = linear_schedule(100)
+    return list(sample_progressive(ClassOracle(schedule), schedule, (3, 4), sampler="ddim",
+                                   steps=10, labels=[0, 1, 2], guidance_scale=4.0, seed=0,
+                                   progress=False, **kw))
+
+
+def test_guidance_rescale_one_gives_the_conditional_scale():
+    for step in _steps(guidance_rescale=1.0):
+        std = step.model_output.std(dim=1)
+        torch.testing.assert_close(std, step.eps_cond.std(dim=1), rtol=1e-4, atol=1e-6)
+    plain = _steps()
+    zero = _steps(guidance_rescale=0.0)
+    assert all(torch.equal(a.x_prev, b.x_prev) for a, b in zip(plain, zero, strict=True))
+
+
+def test_guidance_interval_guides_only_inside():
+    for step in _steps(guidance_interval=(30, 60)):
+        if 30 <= step.t <= 60:
+            guided = step.eps_uncond + 4.0 * (step.eps_cond - step.eps_uncond)
+            torch.testing.assert_close(step.model_output, guided)
+        else:
+            torch.testing.assert_close(step.model_output, step.eps_cond)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(guidance_rescale=1.5), r"guidance_rescale must be in \[0, 1\]"),
+    (dict(guidance_rescale="x"), "guidance_rescale must be a number"),
+    (dict(guidance_interval=(60, 30)), r"guidance_interval must be \(lo, hi\)"),
+    (dict(guidance_interval=(0.5, 30)), r"guidance_interval must be \(lo, hi\)"),
+])
+def test_bad_guidance_options_are_named(kw, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        _steps(**kw)
