@@ -33,11 +33,18 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .device import model_device, resolve_device, usable_device
 from .guidance import CfgMode, EpsParts, check_guidance_scale, make_eps_parts_fn
-from .model_api import EpsModel, check_model_output, null_label_of
+from .model_api import EpsModel, check_model_output
 from .noise import SampleNoise, resolve_seeds
 from .ode import ODE_SAMPLERS, SIGMA_SCHEDULES, SigmaSchedule, ode_timesteps, ode_walk, sigmas_of
+from .sample_checks import (
+    FiniteWatch,
+    StepNoise,
+    as_labels,
+    as_shape,
+    check_device,
+    noise_source,
+)
 from .schedule import FINAL_ALPHAS, FinalAlpha, NoiseSchedule, check_eta
 from .spacing import (
     DEFAULT_SPACING,
@@ -70,9 +77,6 @@ from .steps import (
 Sampler = Literal["ddpm", "ddim", "naive_strided", "euler", "heun", "dpmpp_2m"]
 SAMPLERS: tuple[str, ...] = get_args(Sampler)
 
-StepNoise = Tensor | Sequence[Tensor] | Callable[[int], Tensor]
-"""Per-step noise from outside: one z (B, ...) per step that adds noise, in order,
-as a tensor (S_noisy, B, ...) or a sequence, or a callable ``index -> z``."""
 
 
 @dataclass
@@ -108,143 +112,6 @@ class SampleStep:
     """Under guidance, ε(x_t, t, ∅); else ``None``."""
     noise: Tensor | None = None
     """The z of this step, or ``None`` where none was added."""
-
-
-def _as_shape(shape: object) -> tuple[int, ...]:
-    if isinstance(shape, (str, bytes)) or not isinstance(shape, (Sequence, torch.Size)):
-        raise TypeError(
-            f"shape must be a sequence (B, ...) such as (16, 1, 8, 8), got "
-            f"{type(shape).__name__} {shape!r}"
-        )
-    dims = tuple(shape)
-    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims):
-        raise TypeError(f"shape must hold ints, got {dims!r}")
-    if len(dims) < 2 or min(dims) < 1:
-        raise ValueError(f"shape must be (B, ...) with every size >= 1, got {dims}")
-    return tuple(int(d) for d in dims)
-
-
-def _as_labels(
-    labels: Tensor | Sequence[int] | int | None, batch: int, model: object, device: torch.device
-) -> Tensor | None:
-    if labels is None:
-        return None
-    null_label = null_label_of(model)
-    if null_label is None:
-        raise ValueError(
-            "labels were given but the model is unconditional (it has no `null_label`)"
-        )
-    if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
-        y = torch.full((batch,), int(labels), dtype=torch.long)
-    elif isinstance(labels, (str, bytes, float, bool)) or isinstance(labels, np.floating):
-        raise TypeError(
-            f"labels must be an int or a sequence/tensor of B ints, got "
-            f"{type(labels).__name__} {labels!r}"
-        )
-    else:
-        try:
-            y = torch.as_tensor(labels)
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise TypeError(
-                f"labels must be an int or a sequence/tensor of B ints, got {labels!r}"
-            ) from err
-        if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
-            raise TypeError(f"labels must be integers, got dtype {y.dtype}")
-        y = y.long().reshape(-1)
-    if y.shape[0] != batch:
-        raise ValueError(
-            f"got {y.shape[0]} labels for a batch of {batch}; pass one label per sample"
-        )
-    lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi > null_label:
-        raise ValueError(
-            f"labels must lie in [0, {null_label}] (0..{null_label - 1} are classes, "
-            f"{null_label} is the null label); got min {lo}, max {hi}"
-        )
-    return y.to(device)
-
-
-def _check_device(model: object, device: torch.device | str | None) -> torch.device:
-    """The device to sample on: the model's, or ``device`` when it agrees with the model's."""
-    on = model_device(model)
-    if device is None:
-        return on
-    dev = resolve_device(device)
-    if dev.type != "meta":  # meta (no data) is kept for tests that trace the loop
-        dev = usable_device(dev)
-    has_params = isinstance(model, torch.nn.Module) and any(True for _ in model.parameters())
-    same = dev.type == on.type and (dev.index is None or on.index is None or dev.index == on.index)
-    if has_params and not same:
-        raise ValueError(
-            f"device={str(dev)!r} was asked but the model's weights are on {on}; move the "
-            f"model first (model.to({str(dev)!r})) or leave device=None to sample on {on}"
-        )
-    return dev
-
-
-class _FiniteWatch:
-    """Finds the first step whose model output is NaN/inf, and which t it was at.
-
-    On a CPU it checks at once (and stops the loop there). Elsewhere it keeps the
-    first bad t in a device buffer (no host sync per step, CUDA-graph safe) and
-    :meth:`check` reads it once at the end.
-    """
-
-    def __init__(self, device: torch.device, timesteps: np.ndarray, visit: Sequence[int]) -> None:
-        self.eager = device.type == "cpu"
-        self.bad = None if self.eager else torch.full((), -1, dtype=torch.long, device=device)
-        self.order = {int(timesteps[i]): k for k, i in enumerate(visit)}
-        self.total = len(visit)
-
-    def _fail(self, t: int) -> None:
-        raise FloatingPointError(
-            f"the model returned NaN/inf at step {self.order.get(t, '?')} of {self.total} "
-            f"(t = {t}); every step before it was finite. Check the model (weights, "
-            "precision: try fp32) and its inputs"
-        )
-
-    def update(self, eps: Tensor, t: Tensor) -> None:
-        """``eps`` (B, ...) of the step at original timestep ``t`` (a (B,) tensor)."""
-        finite = torch.isfinite(eps).all()
-        if self.eager:
-            if not bool(finite):
-                self._fail(int(t[0]))
-            return
-        assert self.bad is not None
-        first = (self.bad < 0) & ~finite
-        self.bad.copy_(torch.where(first, t[0], self.bad))
-
-    def check(self) -> None:
-        if self.bad is not None and (t := int(self.bad)) >= 0:
-            self._fail(t)
-
-
-def _noise_source(
-    step_noise: StepNoise | None, noise: SampleNoise, batch_shape: tuple[int, ...],
-    device: torch.device, count: int,
-) -> Callable[[int], Tensor]:
-    """``next_z(index)``: the z of the step at loop position ``index``."""
-    if step_noise is None:
-        return lambda index: noise.next()
-    if callable(step_noise):
-        fn = step_noise
-    else:
-        if len(step_noise) != count:
-            raise ValueError(
-                f"step_noise holds {len(step_noise)} noise tensors; this run adds noise at "
-                f"{count} steps (one z of shape {batch_shape} each)"
-            )
-        it = iter(step_noise)
-        fn = lambda index: next(it)  # noqa: E731
-
-    def next_z(index: int) -> Tensor:
-        z = fn(index)
-        if not isinstance(z, Tensor) or tuple(z.shape) != batch_shape:
-            got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
-            raise ValueError(f"step_noise gave {got} at step {index}, expected {batch_shape}")
-        return z.to(device=device, dtype=torch.float32)
-
-    return next_z
 
 
 @torch.no_grad()
@@ -360,7 +227,7 @@ def sample_progressive(
         raise ValueError(
             f"eta only applies to sampler='ddim', got eta={eta} with sampler={sampler!r}"
         )
-    shape = _as_shape(shape)
+    shape = as_shape(shape)
     batch = shape[0]
     num_timesteps = schedule.num_steps
     if steps is not None:
@@ -373,8 +240,8 @@ def sample_progressive(
             "(load_pretrained returns both) and choose fewer steps with `steps=`"
         )
 
-    dev = _check_device(model, device)
-    y = _as_labels(labels, batch, model, dev)
+    dev = check_device(model, device)
+    y = as_labels(labels, batch, model, dev)
     eps_fn = make_eps_parts_fn(model, y, guidance_scale, cfg_mode, guidance_rescale,
                                guidance_interval)
     if x_T is not None:
@@ -415,8 +282,8 @@ def sample_progressive(
         total=sum(noisy) if step_noise is None else 0,
     )
     x = noise.initial() if x_T is None else x_T.to(device=dev, dtype=torch.float32)
-    next_z = _noise_source(step_noise, noise, shape, dev, sum(noisy))
-    watch = _FiniteWatch(dev, sched.timesteps_numpy, visit)
+    next_z = noise_source(step_noise, noise, shape, dev, sum(noisy))
+    watch = FiniteWatch(dev, sched.timesteps_numpy, visit)
     if sampler == "ddim":
         sched.ddim_coefficients(eta, final_alpha)  # computed once, before any capture
     original_t = sched.timesteps_numpy
@@ -478,7 +345,7 @@ def _graphed_loop(
     sched: NoiseSchedule,
     eps_fn: Callable[[Tensor, Tensor], EpsParts],
     update: Callable[[Tensor, Tensor, EpsParts, Tensor | None], StepOutput],
-    watch: _FiniteWatch,
+    watch: FiniteWatch,
     x_T: Tensor,
     noise: SampleNoise,
     next_z: Callable[[int], Tensor],
@@ -560,7 +427,7 @@ def _ode_loop(
     sig = sigmas_of(sched)
     alpha_bars = sched.alphas_cumprod_f64
     batch = x_T.shape[0]
-    watch = _FiniteWatch(x_T.device, np.arange(sched.num_steps), timesteps.tolist())
+    watch = FiniteWatch(x_T.device, np.arange(sched.num_steps), timesteps.tolist())
     calls = [0]
 
     def denoise(x_tilde: Tensor, t: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -25,9 +25,9 @@ def run(model=UNCOND, shape=(2, 3), **kw):
     "kwargs, error, match",
     [
         (
-            dict(sampler="euler"),
+            dict(sampler="plms"),
             ValueError,
-            "unknown sampler 'euler'.*'ddpm', 'ddim', 'naive_strided'",
+            "unknown sampler 'plms'.*'ddpm', 'ddim', 'naive_strided', 'euler', 'heun', 'dpmpp_2m'",
         ),
         (
             dict(spacing="random"),

@@ -349,11 +349,11 @@ def test_unknown_sampler_is_an_argparse_error(checkpoints, tmp_path, capsys):
                 "--out",
                 str(tmp_path / "x"),
                 "--sampler",
-                "euler",
+                "plms",
             ]
         )
     assert exit_info.value.code == 2
-    assert "invalid choice: 'euler'" in capsys.readouterr().err
+    assert "invalid choice: 'plms'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import ClassOracle, GaussianOracle
 
-from diffusion_lib import sampling
+from diffusion_lib import sample_checks
 from diffusion_lib.guidance import combine
 from diffusion_lib.sampling import sample, sample_progressive, sampling_schedule
 from diffusion_lib.schedule import linear_schedule
@@ -169,13 +169,13 @@ def test_a_non_finite_model_output_names_its_step(what, kw):
 
 def test_the_deferred_check_of_an_accelerator_names_the_step_too(monkeypatch):
     # off the CPU the check keeps the first bad t on the device and reads it at the end
-    real = sampling._FiniteWatch.__init__
+    real = sample_checks.FiniteWatch.__init__
 
     def deferred(self, device, timesteps, visit):
         real(self, torch.device("meta"), timesteps, visit)
         self.eager, self.bad = False, torch.full((), -1, dtype=torch.long)
 
-    monkeypatch.setattr(sampling._FiniteWatch, "__init__", deferred)
+    monkeypatch.setattr(sample_checks.FiniteWatch, "__init__", deferred)
     for graph in (False, True):
         with pytest.raises(FloatingPointError, match=r"NaN/inf at step 3 of 10 \(t = 69\)"):
             run(model=BreaksAt(4, "nan"), steps=10, sampler="ddim", cuda_graph=graph)
