@@ -56,7 +56,6 @@ import numpy as np
 
 from .sampling import (
     DEFAULT_SPACING,
-    SAMPLERS,
     SPACINGS,
     Sampler,
     Spacing,
@@ -68,6 +67,8 @@ from .schedule import NoiseSchedule
 
 __all__ = ["MOMENT_VARIANCES", "analytic_variance", "exact_moments"]
 
+MOMENT_SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "naive_strided")
+"""The samplers with an exact moment recursion here (the ODE solvers: tests/test_ode.py)."""
 MomentVariance = Literal["beta", "beta_tilde", "analytic"]
 MOMENT_VARIANCES: tuple[str, ...] = ("beta", "beta_tilde", "analytic")
 
@@ -138,7 +139,7 @@ def exact_moments(
         (mean, sd) of the output x_0, float64, shaped like ``broadcast(mean, std)``
         (floats for float inputs). Clipping is not modelled (``x0_mode="none"``).
     """
-    check_choice("sampler", sampler, SAMPLERS)
+    check_choice("sampler", sampler, MOMENT_SAMPLERS)
     check_choice("spacing", spacing, SPACINGS)
     check_choice("variance", variance, MOMENT_VARIANCES)
     if not eta >= 0.0:
