@@ -37,6 +37,7 @@ import torch
 from diffusion_lib import default_device, sample, sample_progressive, sampling_schedule
 from diffusion_lib.experiments import SamplerSetting, read_results, sampler_grid
 from diffusion_lib.metrics import load_classifier
+from diffusion_lib.oracle import exact_moments
 from diffusion_lib.pretrained import load_pretrained
 from diffusion_lib.sampling import naive_strided_timesteps, timestep_spacing
 from diffusion_lib.viz import image_row
@@ -70,15 +71,22 @@ print(f"one call on 100 digits: {call_ms:.1f} ms → 1000 steps ≈ {call_ms:.0f
 #
 # x_next = √ᾱ_next · clip(x̂0) + √(1 − ᾱ_next) · z.
 #
-# Three problems:
+# Four problems, the last the one that matters:
 #
-# 1. **It throws x_t away.** The new sample depends on x_t only through x̂0; the noise that
-#    was in x_t (ε̂) is replaced by fresh z. Each step is a fresh draw from q(x_next | x̂0),
-#    not from the posterior q(x_next | x_t, x̂0) that a reverse step should sample.
+# 1. **It throws the direction to x_t away.** DDIM's family (section 3) updates
+#    x_next = √ᾱ_next x̂0 + √(1 − ᾱ_next − σ²) ε̂ + σ z for any σ² ≤ 1 − ᾱ_next. The
+#    chapter's step is its extreme member σ² = 1 − ᾱ_next: the ε̂ term is gone and all of
+#    x_next's noise is fresh. DDIM allows that σ, so this alone is a choice, not a bug.
 # 2. **It adds noise at the end.** At the last kept timestep t = 0 the "next" timestep is
 #    max(0, t − k) = 0 again, so the output is √ᾱ_0 clip(x̂0) + √(1 − ᾱ_0) z: noise of
 #    standard deviation 0.01 on the final image.
 # 3. **The step count is not what you asked for** when n does not divide T.
+# 4. **It does not converge as the steps grow.** Where a draw from p(x0 | x_t) belongs it
+#    plugs in the *mean* x̂0 = E[x0 | x_t], so every step drops ᾱ_next · Var[x0 | x_t] from
+#    the variance of x_next. That loss does not shrink with the step size: with all 1000
+#    steps the samples are still too narrow. For Gaussian data and an exact ε̂ every sampler
+#    here is linear in x_t plus Gaussian noise, so `exact_moments` gives its output sd
+#    exactly (no sampling noise). Data sd 0.2, this model's schedule:
 
 # %%
 print("n = 250 visits", len(naive_strided_timesteps(T, 250)), "timesteps, from",
@@ -93,6 +101,24 @@ added = (last.x_prev - schedule.sqrt_alphas_cumprod[0] * last.x0).std().item()
 print(f"last step t = {last.t}: added noise std {added:.4f} (√(1 − ᾱ_0) = "
       f"{schedule.sqrt_one_minus_alphas_cumprod[0]:.4f})")
 assert last.t == 0 and abs(added - 0.01) < 0.003
+
+# %%
+sd = {}
+for steps in (10, 100, 1000):
+    sd["naive", steps] = exact_moments(schedule, "naive_strided", steps=steps, std=0.2)[1]
+    sd["DDPM σ²=β̃", steps] = exact_moments(schedule, "ddpm", steps=steps, std=0.2)[1]
+    sd["DDIM η=0", steps] = exact_moments(schedule, "ddim", steps=steps, std=0.2)[1]
+print("output sd for data sd 0.2   10 steps  100 steps  1000 steps")
+for name in ("naive", "DDPM σ²=β̃", "DDIM η=0"):
+    print(f"{name:26s}" + "".join(f"{sd[name, n]:10.3f}" for n in (10, 100, 1000)))
+assert sd["naive", 1000] < 0.15 and sd["naive", 10] < sd["naive", 100] < sd["naive", 1000]
+assert abs(sd["DDPM σ²=β̃", 1000] - 0.2) < 0.005 and abs(sd["DDIM η=0", 1000] - 0.2) < 0.005
+
+# %% [markdown]
+# The chapter's sampler ends at sd 0.139 even with every one of the 1000 steps, about
+# 1/√2 of the data's 0.2; DDPM and DDIM reach 0.196 and 0.199. More steps only bring the
+# naive sampler closer to its wrong limit. (With 10 steps all three are far too narrow:
+# few steps shrink a narrow distribution, whatever the sampler.)
 
 # %% [markdown]
 # ## 2. Respacing: the right way to skip steps with DDPM
@@ -310,8 +336,9 @@ assert ddim_gap < ddpm_gap / 2
 # %% [markdown]
 # ## Summary
 #
-# - The chapter's strided sampler re-noises clip(x̂0) with fresh noise, drops the direction
-#   term, adds noise at t = 0, and can take more steps than asked. Keep it only to compare.
+# - The chapter's strided sampler is DDIM's σ² = 1 − ᾱ_next member with the mean x̂0 in
+#   place of a sample: it does not converge (sd 0.14 for data sd 0.2 after all 1000 steps,
+#   exactly), adds noise at t = 0, and can take more steps than asked. Keep it only to compare.
 # - Respacing recomputes β from the kept ᾱ, so DDPM's own step works with big jumps; the
 #   model always sees original timesteps.
 # - DDIM keeps the direction to x_t; η = 0 is deterministic, η = 1 equals respaced DDPM (β̃).
