@@ -458,21 +458,28 @@ if not any(results_dir.glob("cuda-*.json")):
 # %% [markdown]
 # ## 6. Why the sampler arithmetic stays fp32
 #
-# The cosine schedule ends at ᾱ_{T−1} ≈ 2.4·10⁻⁹. The DDPM/DDIM step divides by √ᾱ and
-# the posterior uses 1/ᾱ ≈ 4·10⁸. fp16's largest finite number is 65504, and 2.4·10⁻⁹ is
-# below its smallest subnormal (6·10⁻⁸), so in fp16 ᾱ rounds to 0 and 1/ᾱ is inf.
+# Notebook 01 (section 6) measures whole 1000-step runs: a bf16 network with an fp32
+# sampler is indistinguishable from fp32 end to end, an fp16 sampler drifts, and a
+# schedule stored in fp16 gives only NaN. Two of the representability facts behind that,
+# checked here: the cosine schedule's last ᾱ underflows fp16 to 0, so anything that
+# divides by √ᾱ computed in fp16 divides by zero; and 1 − ᾱ at the first step rounds to 0
+# in fp16, so the posterior coefficients become 0/0. Computed in float64 and cast, the
+# factor the sampler does use, 1/√ᾱ, fits fp16; its product with |x_t| > 3.23 does not.
 
 # %%
 cos = cosine_schedule(1000)
-ab = cos.alphas_cumprod_f64[-1]
-print(f"ᾱ_(T−1) = {ab:.3e}, 1/ᾱ = {1 / ab:.3e}, fp16 max = {torch.finfo(torch.float16).max:.0f}")
-ab16 = torch.tensor(ab, dtype=torch.float16)
-print(
-    f"in fp16: ᾱ → {ab16.item()}, 1/ᾱ → {(1 / ab16).item()}, "
-    f"(1/ᾱ computed in fp32, then cast) → {torch.tensor(1 / ab).half().item()}"
-)
-print(f"in fp32: 1/ᾱ = {(1 / torch.tensor(ab, dtype=torch.float32)).item():.3e}")
-assert torch.isinf(1 / ab16) and torch.isfinite(1 / torch.tensor(ab, dtype=torch.float32))
+ab_end, ab_start = cos.alphas_cumprod_f64[-1], cos.alphas_cumprod_f64[0]
+h = torch.float16
+print(f"ᾱ_(T−1) = {ab_end:.3e} → fp16 {torch.tensor(ab_end, dtype=h).item()}; "
+      f"1/√ᾱ = {ab_end ** -0.5:.4g} → fp16 {torch.tensor(ab_end ** -0.5, dtype=h).item():.4g} "
+      f"(fp16 max {torch.finfo(h).max:.0f})")
+print(f"1 − ᾱ_0 = {1 - ab_start:.3e}; in fp16: 1 − fp16(ᾱ_0) = "
+      f"{(1 - torch.tensor(ab_start, dtype=h)).item()}")
+assert torch.tensor(ab_end, dtype=h).item() == 0.0
+assert torch.isfinite(torch.tensor(ab_end ** -0.5, dtype=h))
+assert (1 - torch.tensor(ab_start, dtype=h)).item() == 0.0
+print(f"x_t · (1/√ᾱ) overflows fp16 for |x_t| > {torch.finfo(h).max * ab_end ** 0.5:.2f}")
+assert 3.3 * ab_end ** -0.5 > torch.finfo(h).max
 
 # %% [markdown]
 # `AutocastModel` lowers only the network; ε̂ comes back as fp32 and the sampler computes in
