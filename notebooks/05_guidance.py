@@ -15,8 +15,8 @@ if "google.colab" in sys.modules:
 # # 05 · Classifier-free guidance
 #
 # Our digits model is *class-conditional*: it predicts ε̂(x_t, t, c) for a class c, and was
-# also trained (with c dropped 10 % of the time) to predict ε̂(x_t, t, ∅) with no class at
-# all. Classifier-free guidance (Ho & Salimans 2022) mixes the two to push samples harder
+# also trained (with c dropped 15 % of the time: `label_dropout` in its checkpoint, see
+# MODELS.md) to predict ε̂(x_t, t, ∅) with no class at all. Classifier-free guidance (Ho & Salimans 2022) mixes the two to push samples harder
 # towards their class.
 #
 # **After this notebook you can**
