@@ -34,7 +34,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from diffusion_lib import default_device, sample, sample_progressive, sampling_schedule
+from diffusion_lib import (
+    cosine_schedule,
+    ddim_step,
+    default_device,
+    sample,
+    sample_progressive,
+    sampling_schedule,
+)
 from diffusion_lib.experiments import SamplerSetting, read_results, sampler_grid
 from diffusion_lib.metrics import load_classifier
 from diffusion_lib.oracle import exact_moments
@@ -137,7 +144,8 @@ short = sampling_schedule(schedule, 25, "leading")
 kept = short.timesteps.cpu().numpy()
 print("kept timesteps:", kept[:5], "…", kept[-3:])
 assert np.allclose(short.alphas_cumprod_f64, schedule.alphas_cumprod_f64[kept])
-betas_by_hand = 1 - short.alphas_cumprod_f64 / np.append(1.0, short.alphas_cumprod_f64[:-1])
+kept_a = schedule.alphas_cumprod_f64[kept]  # from the *original* schedule
+betas_by_hand = 1 - kept_a / np.append(1.0, kept_a[:-1])
 assert np.allclose(short.betas.cpu().numpy(), betas_by_hand, rtol=1e-5)
 fig, ax = plt.subplots(figsize=(5, 3))
 ax.plot(schedule.timesteps.cpu(), schedule.alphas_cumprod.cpu(), label="T = 1000")
@@ -180,13 +188,35 @@ plt.show()
 # DDIM η = 1 and DDPM σ² = β̃ on the same respaced schedule: the same sampler
 ddim_eta1 = sample(model, schedule, x_T.shape, sampler="ddim", eta=1.0, steps=25, x_T=x_T,
                    labels=digits_, seed=2, progress=False)
-assert torch.allclose(ddim_eta1, rows["DDPM 25"], atol=1e-3)
+print(f"max |DDIM η=1 − DDPM β̃| = {(ddim_eta1 - rows['DDPM 25']).abs().max():.1e}")
+assert torch.allclose(ddim_eta1, rows["DDPM 25"], atol=1e-4)
+
+# %% [markdown]
+# One DDIM step by hand, for η = 0 and η = 0.5, from the formula above, against the
+# library's `ddim_step` (which computes its coefficients in float64 once per schedule):
+
+# %%
+walk = sampling_schedule(schedule, 25)  # the library's default spacing, trailing
+i = 17  # a step in the middle of the walk
+x_i = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+z_i = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+with torch.no_grad():
+    eps_i = model(x_i, walk.timesteps[i].repeat(4), torch.arange(4))
+a_t, a_prev = walk.alphas_cumprod_f64[i], walk.alphas_cumprod_f64[i - 1]
+for eta in (0.0, 0.5):
+    x0_hat = (x_i - (1 - a_t) ** 0.5 * eps_i) / a_t**0.5
+    sigma = eta * ((1 - a_prev) / (1 - a_t)) ** 0.5 * (1 - a_t / a_prev) ** 0.5
+    by_hand = a_prev**0.5 * x0_hat + (1 - a_prev - sigma**2) ** 0.5 * eps_i + sigma * z_i
+    lib = ddim_step(walk, x_i, i, eps_i, z_i, eta=eta, x0_mode="none").x_prev
+    print(f"η = {eta}: σ = {sigma:.4f}, max |by hand − library| = {(by_hand - lib).abs().max():.1e}")
+    assert torch.allclose(by_hand, lib, atol=1e-5)
 
 # %% [markdown]
 # ## 4. Spacings: which timesteps to keep
 #
 # - **leading**: 0, k, 2k, … — never reaches T − 1, so the first step starts from pure
-#   noise at a timestep where x_t should still hold some signal;
+#   noise at a timestep where x_t should still hold some signal (the DDIM paper's and
+#   diffusers' default);
 # - **linspace**: evenly from 0 to T − 1;
 # - **trailing**: evenly, counted back from T − 1 (always includes it; Lin et al. 2024).
 
@@ -196,6 +226,21 @@ for spacing in ["leading", "linspace", "trailing"]:
     print(f"{spacing:9s} {ts.tolist()}   first ᾱ = {schedule.alphas_cumprod_f64[ts[-1]]:.2e}")
 assert timestep_spacing(T, 10, "trailing")[-1] == T - 1
 assert timestep_spacing(T, 10, "leading")[-1] == 900
+cos_a = cosine_schedule(T).alphas_cumprod_f64
+print(f"cosine schedule (the digits_cosine model), leading 10: first ᾱ = {cos_a[900]:.3f} "
+      f"(√ᾱ = {cos_a[900] ** 0.5:.2f})")
+for steps in (501, 600):
+    first = timestep_spacing(T, steps, "leading")[-1]
+    print(f"leading {steps}: first t = {first}, ᾱ = {schedule.alphas_cumprod_f64[first]:.3f}")
+assert cos_a[900] > 0.02 and timestep_spacing(T, 501, "leading")[-1] == 500
+
+# %% [markdown]
+# On this linear schedule leading-10's first ᾱ is tiny and it barely matters. On the cosine
+# schedule it starts at ᾱ = 0.024 (√ᾱ = 0.15 of signal that x_T ~ N(0, I) does not have),
+# and for T/2 < steps < T leading starts far down the chain (501 steps: at t = 500, ᾱ =
+# 0.078). That is why the library's default is **trailing**, which always starts at T − 1.
+# (Lin et al. 2024 go further: even t = T − 1 keeps some signal unless the schedule is
+# rescaled to zero terminal SNR, which then needs v-prediction; notebook 07's topic.)
 
 # %% [markdown]
 # ## 5. Measured: time and quality
