@@ -262,7 +262,7 @@ image_row(torch.stack([by_t[t].x0[0] for t in show_t]), axes=axes[1], ylabel="x�
 plt.show()
 
 # %% [markdown]
-# Drag the slider (or press ▶): top row x_t, middle x̂0, bottom ε̂; the bar shows how much of
+# Drag the slider (or press Play): top row x_t, middle x̂0, bottom ε̂; the bar shows how much of
 # x_t is signal (√ᾱ) and how much noise (√(1 − ᾱ)).
 
 # %%
@@ -289,14 +289,14 @@ TimestepScrubber(collect_frames(moon_steps, keep=60), title="moons, DDPM, 1000 s
 run = list(sample_progressive(digits_model, digits_schedule, (50, 1, 8, 8), steps=250,
                               seed=5, progress=False))
 final = run[-1].x_prev.cpu()
-torch.set_grad_enabled(False)  # only inference from here on
-final_class = classifier(final).argmax(1)
 ts, agree, dist = [], [], []
-for s in run[::5]:
-    x0 = s.x0.cpu()
-    ts.append(s.t)
-    agree.append((classifier(x0).argmax(1) == final_class).float().mean().item())
-    dist.append((x0 - final).flatten(1).norm(dim=1).mean().item() / math.sqrt(64))
+with torch.no_grad():
+    final_class = classifier(final).argmax(1)
+    for s in run[::5]:
+        x0 = s.x0.cpu()
+        ts.append(s.t)
+        agree.append((classifier(x0).argmax(1) == final_class).float().mean().item())
+        dist.append((x0 - final).flatten(1).norm(dim=1).mean().item() / math.sqrt(64))
 fig, ax = plt.subplots(figsize=(5.5, 3))
 ax.plot(ts, agree, label="x̂0 has the final class")
 ax.plot(ts, dist, label="RMS distance x̂0 → final")
@@ -360,8 +360,10 @@ class Counting(torch.nn.Module):
 
 
 counting = Counting(digits_model)
-sample(counting, digits_schedule, (2, 1, 8, 8), steps=25, labels=[1, 2], progress=False)
-assert len(counting.seen) == 25
+step_ts = []
+sample(counting, digits_schedule, (2, 1, 8, 8), steps=25, labels=[1, 2], progress=False,
+       callback=lambda step: step_ts.append(step.t))
+assert len(counting.seen) == 25 and step_ts == counting.seen  # one call per step, same t
 assert counting.seen[0] == 999 and counting.seen[-1] == 39  # trailing spacing: 39, 79, …, 999
 
 # %% [markdown]
