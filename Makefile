@@ -50,7 +50,7 @@ notebooks: setup
 	$(PY) tools/notebooks.py header
 	$(PY) tools/notebooks.py build
 
-# The speed table for this machine: benchmarks/results/cpu.{md,json} (one thread, see there).
+# The speed table for this machine: diffusion_lib/results/cpu.{md,json} (one thread, see there).
 bench: setup
 	OMP_NUM_THREADS=1 $(PY) -m diffusion_lib bench --threads 1 --steps 64:100,1024:10 \
 		--repeats 5 --generation-steps 10

@@ -39,6 +39,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -420,12 +422,13 @@ print(f"eager {t_eager:.3f} s, {label} {t_graph:.3f} s ({t_eager / t_graph:.2f}�
 # `python -m diffusion_lib bench` times, side by side in one run, the chapter's loop as
 # written, our eager loop, the graph step, `torch.compile`, bf16, two-pass vs batched
 # guidance and DDIM-50 vs DDPM-1000, and generation of 1,000 and 10,000 images with the CLI.
-# The committed tables live in `benchmarks/results/` (`cpu.md`, and one per GPU it ran on);
-# here are their headline figures.
+# The committed tables ship inside the package, in `diffusion_lib/results/` (`cpu.md`, and
+# one per GPU it ran on); here are their headline figures.
 
 # %%
-results_dir = Path("..") / "benchmarks" / "results"
-bench_files = [results_dir / "cpu.json", *sorted(results_dir.glob("cuda-*.json"))]
+from diffusion_lib.experiments import RESULTS_DIR  # the tables, shipped in the package
+
+bench_files = [RESULTS_DIR / "cpu.json", *sorted(RESULTS_DIR.glob("cuda-*.json"))]
 for path in bench_files:
     if not path.is_file():
         print(f"{path.name}: not committed")
@@ -450,7 +453,7 @@ for path in bench_files:
         print(f"generation: {gen[hi]['images_per_s']:.0f} images/s; peak memory {hi} vs {lo} "
               f"images: {ratio:.2f}×")
         assert ratio < 1.10  # memory is bounded by the batch size, not the run size
-if not any(results_dir.glob("cuda-*.json")):
+if not any(RESULTS_DIR.glob("cuda-*.json")):
     print("\nNo GPU table committed yet. The speed issue's GPU figures, NOT our measurements "
           "(H200, 1000 DDPM steps, batch 64 / 1024): chapter's loop 2.9 / 2.7 s, whole-step "
           "CUDA graph 0.62 / 1.1 s, compiled 0.43 / 0.77 s; target ≤ 0.25 / 0.5 s.")
