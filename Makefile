@@ -19,8 +19,9 @@ $(VENV)/.installed: pyproject.toml
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
+# tools/lab.sh adds --allow-root as root and --no-browser without a display (tests/test_lab.py).
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	VENV=$(VENV) sh tools/lab.sh
 
 lint: setup
 	$(VENV)/bin/ruff check .
