@@ -7,6 +7,7 @@ nbval executes the notebooks themselves, from a built wheel in a Colab-like envi
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -78,3 +79,10 @@ def test_each_notebook_has_objectives_exercises_and_summary():
             assert heading in text, f"{py.name} lacks {heading!r}"
         assert 'jupyter={"source_hidden": true}' in text, f"{py.name}: no hidden solution cell"
         assert "default_device()" in text, f"{py.name}: does not pick CUDA when present"
+
+
+def test_make_test_runs_the_notebooks_once_under_nbval_in_the_colab_check():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = re.search(r"^test:.*\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    assert "tools/colab_check.py" in recipe
+    assert "--nbval" not in recipe and " notebooks" not in recipe

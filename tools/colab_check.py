@@ -143,20 +143,24 @@ def run_notebook(ipynb: Path, wheel: Path) -> float:
 
 
 def check_failed_install() -> None:
-    """A source pip cannot install: pip's reason in one block, then what to do."""
+    """The setup cell without the package: in Colab, a source pip cannot install shows pip's
+    reason in one block, then what to do; elsewhere nothing is installed, only what to do."""
     uninstall()
     setup = nbtools.setup_cell().removeprefix("# %%\n")
+    advice = ["ModuleNotFoundError", "clone the repository", "make lab", "pip install -e ."]
     with tempfile.TemporaryDirectory(prefix="colab-") as tmp:
-        done = subprocess.run(
-            [str(venv_python()), "-c", setup], cwd=tmp, capture_output=True, text=True,
-            env=kernel_env(str(Path(tmp) / "no_such_wheel-0.1-py3-none-any.whl")),
-        )  # fmt: skip
-    out = done.stdout + done.stderr
-    wanted = ["pip could not install", "ERROR", "ModuleNotFoundError", "clone the repository",
-              "make lab"]  # fmt: skip
-    missing = [w for w in wanted if w not in out]
-    if done.returncode == 0 or missing or "CalledProcessError" in out:
-        raise SystemExit(f"colab check: the failed-install message lacks {missing}:\n{out}")
+        in_colab = kernel_env(str(Path(tmp) / "no_such_wheel-0.1-py3-none-any.whl"))
+        outside = {**in_colab, "PYTHONPATH": ""}  # no google.colab: a local Jupyter
+        for env, wanted, unwanted in [
+            (in_colab, ["pip could not install", "ERROR", *advice], ["CalledProcessError"]),
+            (outside, advice, ["installing", "pip could not install"]),
+        ]:
+            done = subprocess.run([str(venv_python()), "-c", setup], cwd=tmp, env=env,
+                                  capture_output=True, text=True)  # fmt: skip
+            out = done.stdout + done.stderr
+            wrong = [w for w in wanted if w not in out] + [u for u in unwanted if u in out]
+            if done.returncode == 0 or wrong:
+                raise SystemExit(f"colab check: setup cell without the package: {wrong}:\n{out}")
 
 
 def main(argv: list[str] | None = None) -> int:
