@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # environment has no torch yet (Colab and CUDA machines keep their own).
 TORCH_PIN ?= 2.13.0
 
-.PHONY: setup lab test lint notebooks clean chromium bench cuda-wheels
+.PHONY: setup lab test lint notebooks clean chromium bench cuda-wheels colab-check
 
 setup: $(VENV)/.installed
 
@@ -19,8 +19,9 @@ $(VENV)/.installed: pyproject.toml
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
+# tools/lab.sh adds --allow-root as root and --no-browser without a display (tests/test_lab.py).
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	VENV=$(VENV) sh tools/lab.sh
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -42,15 +43,24 @@ chromium:
 # One OpenMP thread for the test run: on a shared 2-core VM, two torch threads were seen to
 # stall (the same 25-step sampling call took 1.6 s, then 58 s) while one thread stays steady.
 # The notebooks themselves keep torch's default when you run them (make lab).
+# The notebooks run once under nbval, as in Colab (tools/colab_check.py): from the built wheel,
+# non-editable, in a clean venv (build/colab/venv, kept while its requirements hold) with
+# ipywidgets 7.7.1, each alone in an empty folder; the browser test runs them once more in
+# JupyterLab with ipywidgets 8.
 test: lint chromium
-	OMP_NUM_THREADS=1 $(PY) -m pytest --nbval-lax tests notebooks
+	OMP_NUM_THREADS=1 $(PY) -m pytest tests
+	OMP_NUM_THREADS=1 TORCH_PIN=$(TORCH_PIN) $(PY) tools/colab_check.py --python $(PYTHON)
+
+# Only the Colab-like notebook check (NB=04_fewer_steps for one notebook).
+colab-check: setup
+	OMP_NUM_THREADS=1 TORCH_PIN=$(TORCH_PIN) $(PY) tools/colab_check.py --python $(PYTHON) $(NB)
 
 # Re-execute every notebook from its .py twin and store the outputs (fixed seeds).
 notebooks: setup
 	$(PY) tools/notebooks.py header
 	$(PY) tools/notebooks.py build
 
-# The speed table for this machine: benchmarks/results/cpu.{md,json} (one thread, see there).
+# The speed table for this machine: diffusion_lib/results/cpu.{md,json} (one thread, see there).
 bench: setup
 	OMP_NUM_THREADS=1 $(PY) -m diffusion_lib bench --threads 1 --steps 64:100,1024:10 \
 		--repeats 5 --generation-steps 10

@@ -13,7 +13,7 @@
 # Measured on an H100 (2026-11-27): tests 92 s; the bench below 108 s (the full default,
 # 1000 steps x 3 repeats x 2 batch sizes, did not finish in 420 s: torch.compile warm-ups);
 # notebooks 01 10 s, 02 24 s (03-06 not reached that session).
-# Then copy cuda-<card>.{md,json} (e.g. cuda-nvidia-h200) into benchmarks/results/ and
+# Then copy cuda-<card>.{md,json} (e.g. cuda-nvidia-h200) into diffusion_lib/results/ and
 # commit; tests/test_bench.py checks that the pair agrees.
 # Dry run on a CPU:  OUT=/tmp/cc PYTHON=.venv/bin/python BENCH_ARGS="--steps 2 \
 #   --batch-sizes 4 --repeats 1 --generation-sizes 0 --no-compile" bash benchmarks/cuda_check.sh

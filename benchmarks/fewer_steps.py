@@ -3,8 +3,8 @@
     python benchmarks/fewer_steps.py            # the committed table (n = 200 per row)
     python benchmarks/fewer_steps.py --n 50     # a quick look
 
-Writes benchmarks/results/fewer_steps.{json,md}. Notebook 04 reads the JSON and re-runs a
-small slice live. Every row samples the shipped `digits` model, classes 0…9 in turn,
+Writes diffusion_lib/results/fewer_steps.{json,md} (package data). Notebook 04 reads the JSON
+and re-runs a small slice live. Every row samples the shipped `digits` model, classes 0…9 in turn,
 x̂0 clipped, seed 0, no guidance.
 """
 

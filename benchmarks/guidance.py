@@ -2,8 +2,8 @@
 
     python benchmarks/guidance.py               # the committed table (n = 500 per w)
 
-Writes benchmarks/results/guidance.{json,md}; notebook 05 reads the JSON and re-runs a
-small slice live. DDIM, 50 steps, η = 0, x̂0 clipped, seed 0, batched CFG.
+Writes diffusion_lib/results/guidance.{json,md} (package data); notebook 05 reads the JSON
+and re-runs a small slice live. DDIM, 50 steps, η = 0, x̂0 clipped, seed 0, batched CFG.
 """
 
 from __future__ import annotations

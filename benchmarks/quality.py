@@ -9,7 +9,7 @@ Rows (DDPM, σ² = β̃, x̂0 clipped to [−1, 1]):
 - digits, unconditional: the null label ∅;
 - moons: 2-D points against fresh points of the true distribution.
 
-Writes the table to ``benchmarks/results/quality.md`` (``--out``).
+Writes the table to ``diffusion_lib/results/quality.md`` (``--out``).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guidance", type=float, default=3.0, help="guidance scale w")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--out", default="benchmarks/results/quality.md")
+    parser.add_argument("--out", default="diffusion_lib/results/quality.md")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:

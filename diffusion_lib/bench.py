@@ -25,7 +25,7 @@ It then times the generation CLI in a fresh process for two run sizes (default 1
 10,000 images): images/s and peak memory (peak RSS on the CPU, peak CUDA allocation on a
 GPU), to show that memory is bounded by the batch size, not the run size.
 
-Results: ``benchmarks/results/<device>.json`` and ``.md`` (``cpu``, ``cuda-nvidia-h200``, …).
+Results: ``diffusion_lib/results/<device>.json`` and ``.md`` (``cpu``, ``cuda-nvidia-h200``, …).
 """
 
 from __future__ import annotations
@@ -502,7 +502,7 @@ def markdown(payload: dict[str, Any], command: str) -> str:
 
 
 def render(name: str) -> str:
-    """The Markdown of a committed ``benchmarks/results/<name>.json`` (a pure function of it)."""
+    """The Markdown of a committed ``diffusion_lib/results/<name>.json`` (a pure function of it)."""
     payload = json.loads((RESULTS_DIR / f"{name}.json").read_text())
     return markdown(payload, payload["command"])
 
@@ -510,7 +510,7 @@ def render(name: str) -> str:
 def write(
     payload: dict[str, Any], command: str, name: str | None = None, out_dir: Path | None = None
 ) -> Path:
-    """Write ``<out_dir>/<name or device slug>.{json,md}`` (default ``benchmarks/results``).
+    """Write ``<out_dir>/<name or device slug>.{json,md}`` (default ``diffusion_lib/results``).
 
     Returns the JSON path.
     """

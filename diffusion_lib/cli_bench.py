@@ -3,7 +3,7 @@
     python -m diffusion_lib bench                      # batch 64 and 1024, writes results
     python -m diffusion_lib bench --steps 20 --batch-sizes 64 --no-write   # a quick look
 
-Writes benchmarks/results/<device>.json and .md (cpu, cuda-nvidia-h200, …) in a
+Writes diffusion_lib/results/<device>.json and .md (cpu, cuda-nvidia-h200, …) in a
 source checkout; see diffusion_lib/bench.py for what each row measures.
 """
 
@@ -55,7 +55,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--name", help="results file stem (default: the device, e.g. cpu)")
-    parser.add_argument("--out", help="directory for the results (default benchmarks/results)")
+    parser.add_argument("--out", help="directory for the results (default diffusion_lib/results)")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     parser.set_defaults(func=handler)
     return parser

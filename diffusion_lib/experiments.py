@@ -26,7 +26,9 @@ from .metrics import DigitClassifier, DigitsQuality, digits_quality, load_classi
 from .sampling import sample
 from .schedule import NoiseSchedule
 
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+# The committed tables ship inside the package (package data), so a notebook finds them in an
+# installed wheel as in a checkout; this folder is their one copy, and the writers write here.
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,7 @@ def guidance_sweep(
 
 # ------------------------------------------------------------------ tables
 def write_results(name: str, payload: dict[str, Any], markdown: str) -> Path:
-    """Write ``benchmarks/results/<name>.json`` and ``.md``; return the JSON path."""
+    """Write ``diffusion_lib/results/<name>.json`` and ``.md``; return the JSON path."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(payload, indent=1) + "\n")
@@ -170,7 +172,7 @@ def write_results(name: str, payload: dict[str, Any], markdown: str) -> Path:
 
 
 def read_results(name: str) -> dict[str, Any] | None:
-    """The committed ``benchmarks/results/<name>.json``, or None when it is absent."""
+    """The committed ``diffusion_lib/results/<name>.json``, or None when it is absent."""
     path = RESULTS_DIR / f"{name}.json"
     return json.loads(path.read_text()) if path.is_file() else None
 

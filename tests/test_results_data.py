@@ -1,0 +1,54 @@
+"""The committed results tables: one copy, shipped in the package, readable from a wheel.
+
+Notebooks 04-06 read ``diffusion_lib/results/*.json`` through ``diffusion_lib.experiments``
+(``read_results``, ``RESULTS_DIR``), so they work from an installed wheel in an empty folder
+(Colab). That folder is the only copy: every writer (``python -m diffusion_lib bench``,
+``benchmarks/*.py``) writes there and the README links there.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from pathlib import Path
+
+import tomllib
+
+from diffusion_lib.experiments import RESULTS_DIR, read_results
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_TABLES = ["cpu", "fewer_steps", "guidance"]
+
+
+def test_results_live_in_the_package():
+    assert RESULTS_DIR == ROOT / "diffusion_lib" / "results"
+    for name in NOTEBOOK_TABLES:
+        assert read_results(name) is not None, name
+    assert list(RESULTS_DIR.glob("cuda-*.json")), "notebook 06 shows the GPU table"
+
+
+def test_every_results_file_is_package_data():
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["diffusion_lib"]
+    for path in RESULTS_DIR.iterdir():
+        rel = path.relative_to(ROOT / "diffusion_lib").as_posix()
+        assert any(fnmatch.fnmatch(rel, pattern) for pattern in package_data), rel
+
+
+def test_no_second_copy_of_a_results_table():
+    """A table kept twice drifts; benchmarks/results was the old place."""
+    assert not (ROOT / "benchmarks" / "results").exists()
+    names = {p.name for p in RESULTS_DIR.iterdir()}
+    skip = {".git", ".venv", "build", "dist", "diffusion_lib", "node_modules"}
+    for path in ROOT.rglob("*"):
+        if skip.intersection(path.relative_to(ROOT).parts) or not path.is_file():
+            continue
+        assert path.name not in names or path.suffix not in {".json", ".md"}, path
+
+
+def test_notebooks_read_no_path_relative_to_the_repository():
+    for py in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+        text = py.read_text()
+        assert not re.search(r"""Path\(\s*["']\.\.""", text), py.name
+        assert "../" not in re.sub(r"(?m)^#.*$", "", text), py.name
