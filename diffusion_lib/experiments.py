@@ -118,6 +118,8 @@ def sampler_grid(
             seconds=seconds,
             fd=q.fd,
             fd_floor=q.fd_floor,
+            fd_sd=q.fd_sd,
+            fd_floor_sd=q.fd_floor_sd,
             accuracy=q.accuracy,
         )
         rows.append(row)
@@ -152,6 +154,8 @@ def guidance_sweep(
                 accuracy=q.accuracy,
                 fd=q.fd,
                 fd_floor=q.fd_floor,
+                fd_sd=q.fd_sd,
+                fd_floor_sd=q.fd_floor_sd,
                 diversity=q.diversity,
                 diversity_real=q.diversity_real,
                 saturated=float((x.abs() >= 0.999).float().mean()),

@@ -269,8 +269,9 @@ assert cos_a[900] > 0.02 and timestep_spacing(T, 501, "leading")[-1] == 500
 #
 # Every row samples digits 0…9 in turn, then scores them with our digit classifier
 # (accuracy: does the image show the requested digit?) and the Fréchet distance of its
-# features to held-out real digits (FD; the floor is what real digits score at the same
-# sample count).
+# features to held-out real digits (FD). The floor is two *real* sets compared the same way:
+# the same n and the same class counts. Both carry the small-sample bias of FD, so compare
+# a row with its floor, not with zero; "±" is the spread over 10 splits of the real digits.
 #
 # First a small slice, live, on this machine:
 
@@ -280,14 +281,20 @@ live_settings = [SamplerSetting("naive_strided", 25), SamplerSetting("ddpm", 25)
                  SamplerSetting("ddim", 25), SamplerSetting("ddim", 10)]
 live = sampler_grid(model, schedule, live_settings, n=N_LIVE, classifier=classifier)
 for r in live:
-    print(f"{r['name']:24s} {r['steps']:4d} steps  {r['seconds']:5.1f} s  FD {r['fd']:6.1f} "
-          f"(floor {r['fd_floor']:.1f})  accuracy {r['accuracy']:.0%}")
-by_name = {(r["name"], r["steps"]): r for r in live}
-assert by_name[("DDIM η=0", 25)]["fd"] < by_name[("naive strided (chapter)", 25)]["fd"]
+    print(f"{r['name']:24s} {r['steps']:4d} steps  {r['seconds']:5.1f} s  "
+          f"FD {r['fd']:6.1f} ± {r['fd_sd']:4.1f} (floor {r['fd_floor']:.1f} ± "
+          f"{r['fd_floor_sd']:.1f})  accuracy {r['accuracy']:.0%}")
+assert all(r["accuracy"] >= 0.95 for r in live)  # every sampler makes the requested digits
+gaps = [abs(a["fd"] - b["fd"]) / (a["fd_sd"] ** 2 + b["fd_sd"] ** 2) ** 0.5
+        for a in live for b in live if a is not b]
+print(f"largest FD gap between two rows, in units of their combined spread: {max(gaps):.1f}")
 
 # %% [markdown]
-# (At this sample count FD is dominated by small-sample noise, so only big gaps mean anything.)
-# The full grid takes tens of minutes on a CPU, so it lives in `benchmarks/` and its result is
+# At n = 60 no two rows differ by even twice their combined spread, and several sit inside
+# the floor's own spread, some below its value (small-n FD rewards sets with less variance
+# than real digits; that is not "better than real"). So this live slice shows only that
+# each sampler runs and draws the requested digits; the exact moments of section 1 and the
+# committed table below carry the comparison. The full grid takes tens of minutes on a CPU, so it lives in `benchmarks/` and its result is
 # committed; re-run it with `python benchmarks/fewer_steps.py`. DDIM η = 1 and DDPM σ² = β̃
 # are the same sampler, so their lines coincide.
 
@@ -344,9 +351,11 @@ assert strided["speedup"] > 2.5 and ddim50["speedup"] > 10
 
 # %% [markdown]
 # Speed: agreed, trivially: the cost *is* the model calls, so 250 steps are 4× and 50 steps 20×
-# faster, and the measured wall times follow. Quality is the real question. FD at n = 200
-# carries small-sample noise of roughly ±10 %, so we call a change "noticeable" when FD
-# grows by more than 20 % over DDPM-1000 or accuracy drops by more than 2 points:
+# faster, and the wall times follow them roughly (a shared machine; some rows are slower).
+# Quality is the real question, and this committed table has one seed and no interval (its
+# re-measurement with intervals is an open task), so the verdict below is a rough reading:
+# we call a change "noticeable" when FD grows by more than 20 % over DDPM-1000 or accuracy
+# drops by more than 2 points (section 1 has the exact answer for the strided sampler):
 
 # %%
 def verdict(r):

@@ -178,8 +178,9 @@ N_LIVE = 200 if on_gpu else 60
 live, grids = guidance_sweep(model, schedule, [0.0, 1.0, 3.0, 10.0], n=N_LIVE,
                              classifier=classifier, sampler="ddim", steps=25)
 for r in live:
-    print(f"w = {r['w']:4.1f}: accuracy {r['accuracy']:.0%}, FD {r['fd']:6.1f} "
-          f"(floor {r['fd_floor']:.1f}), diversity {r['diversity']:.2f}")
+    print(f"w = {r['w']:4.1f}: accuracy {r['accuracy']:.0%}, FD {r['fd']:6.1f} ± "
+          f"{r['fd_sd']:4.1f} (floor {r['fd_floor']:.1f} ± {r['fd_floor_sd']:.1f}), "
+          f"diversity {r['diversity']:.2f}")
 fig, axes = plt.subplots(len(grids), 10, figsize=(8, 0.9 * len(grids)))
 for row, (w, x) in enumerate(grids.items()):
     image_row(x[:10], axes=axes[row], ylabel=f"w={w:g}")
@@ -187,7 +188,14 @@ plt.show()
 acc = {r["w"]: r["accuracy"] for r in live}
 fd = {r["w"]: r["fd"] for r in live}
 assert acc[1.0] > acc[0.0] + 0.5  # the class input works (w = 0 ignores it: ~10 % by chance)
-assert fd[10.0] > fd[1.0]  # too much guidance moves the samples away from real digits
+sd = {r["w"]: r["fd_sd"] for r in live}
+# too much guidance moves the samples away from real digits, by far more than the spread
+assert fd[10.0] - fd[1.0] > 2 * (sd[10.0] ** 2 + sd[1.0] ** 2) ** 0.5
+
+# %% [markdown]
+# w = 1 sits inside the floor's spread, and its value can come out below the floor: small-n
+# FD rewards sets with less variance than real digits, so below the floor is not "better
+# than real". The gap from w = 1 to w = 10 is several spreads wide: that one is real.
 
 # %% [markdown]
 # The full sweep (w = 0, 1, 2, 3, 5, 7.5, 10; 500 digits each) is committed by
