@@ -89,15 +89,20 @@ def collect_frames(steps: Iterable[SampleStep], keep: int | None = None) -> Fram
 
 # ------------------------------------------------------------------ rendering
 def signal_noise_bar(alpha_bar: float, width_px: int = 320) -> str:
-    """HTML for a bar split √ᾱ : √(1 − ᾱ) (signal in blue, noise in grey)."""
+    """HTML for a bar split ᾱ : 1 − ᾱ, the variance shares of signal (blue) and noise (grey).
+
+    x_t = √ᾱ x0 + √(1 − ᾱ) ε with unit-variance x0 and ε has variance ᾱ + (1 − ᾱ) = 1, so
+    the *variances* are shares that add up to one; the amplitudes √ᾱ, √(1 − ᾱ) (printed
+    under the bar) are not.
+    """
     signal, noise = math.sqrt(alpha_bar), math.sqrt(1.0 - alpha_bar)
-    share = signal / (signal + noise)
-    s_px = round(share * width_px)
+    s_px = round(alpha_bar * width_px)
     return (
         f'<div style="display:flex;width:{width_px}px;height:14px;border:1px solid #888">'
         f'<div title="signal" style="width:{s_px}px;background:#1f77b4"></div>'
         f'<div title="noise" style="width:{width_px - s_px}px;background:#bbb"></div></div>'
-        f'<div style="font-size:12px">signal √ᾱ = {signal:.3f} · noise √(1−ᾱ) = {noise:.3f}</div>'
+        f'<div style="font-size:12px">variance: signal ᾱ = {alpha_bar:.3f} · noise 1−ᾱ = '
+        f'{1.0 - alpha_bar:.3f} (amplitudes √ᾱ = {signal:.3f}, √(1−ᾱ) = {noise:.3f})</div>'
     )
 
 

@@ -284,8 +284,9 @@ image_row(torch.stack([by_t[t].x0[0] for t in show_t]), axes=axes[1], ylabel="x�
 plt.show()
 
 # %% [markdown]
-# Drag the slider (or press Play): top row x_t, middle x̂0, bottom ε̂; the bar shows how much of
-# x_t is signal (√ᾱ) and how much noise (√(1 − ᾱ)).
+# Drag the slider (or press Play): top row x_t, middle x̂0, bottom ε̂; the bar splits x_t's
+# variance into signal (ᾱ) and noise (1 − ᾱ), which add up to one (the amplitudes √ᾱ and
+# √(1 − ᾱ) are printed under it; they do not add up).
 
 # %%
 digit_frames = collect_frames(steps, keep=60)

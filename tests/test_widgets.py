@@ -77,9 +77,9 @@ def test_step_buttons_move_and_clamp(point_frames):
 
 def test_signal_noise_bar_split():
     html = signal_noise_bar(0.25, width_px=300)
-    # √0.25 = 0.5 and √0.75 ≈ 0.866: signal share 0.5 / 1.366 ≈ 0.366 → 110 px
-    assert "width:110px" in html and "width:190px" in html
-    assert "0.500" in html and "0.866" in html
+    # variance shares ᾱ : 1 − ᾱ = 0.25 : 0.75 → 75 px : 225 px; amplitudes 0.5 and 0.866
+    assert "width:75px" in html and "width:225px" in html
+    assert "0.250" in html and "0.750" in html and "0.500" in html and "0.866" in html
 
 
 def test_collect_frames_bad_keep(point_frames):
