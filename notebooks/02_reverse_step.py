@@ -135,10 +135,20 @@ print(f"x̂0 at t = {t} ranges over [{x0_hat.min():.1f}, {x0_hat.max():.1f}]")
 # - **σ² = β̃_t = β_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t)**, the variance of the forward posterior
 #   q(x_{t−1} | x_t, x_0). It is the right choice when x_0 is a single known point.
 #
-# Real data sits between these extremes, so the two are upper and lower bounds on the ideal.
+# For data of unit variance the two bound the ideal variance from above and below (Ho et
+# al. 2020); in general the ideal is neither (section 2 below gives the exact one).
 # β̃_t < β_t at every step, by a factor that matters only near t = 0 (notebook 01). Let's run
 # both on the two-moons model, whose network is cheap enough to sample hundreds of points
 # with all 1000 steps, and measure the sliced Wasserstein distance (SW) to fresh moons.
+#
+# **Metrics used in this series**, all "lower is better" and always read against a
+# *floor*, the same metric between two real sets of the same size (and classes):
+# - **SW** (sliced Wasserstein, 2-D data): project both point sets on many random
+#   directions, sort, and average the distance between the sorted values;
+# - **FD** (Fréchet distance, digits, notebooks 03–05): fit a Gaussian to a digit
+#   classifier's features of the generated and of real digits and measure their distance;
+# - **accuracy**: does the classifier read the requested digit; **diversity**: mean
+#   distance between two samples of the same class (real digits have their own value).
 
 # %%
 N_POINTS = 2000 if on_gpu else 600
