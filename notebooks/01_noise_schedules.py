@@ -77,12 +77,17 @@ print(f"device: {device}")  # nothing heavy runs here: schedules are tiny
 # %% [markdown]
 # ## 1. From β_t to everything else
 #
-# The forward process adds a little Gaussian noise at each step t = 0 … T−1:
+# The forward process adds a little Gaussian noise at each of T steps:
 #
-# q(x_t | x_{t−1}) = N(√(1 − β_t) x_{t−1}, β_t I).
+# q(x_t | x_{t−1}) = N(√(1 − β_t) x_{t−1}, β_t I),  t = 1 … T (the papers' numbering).
 #
-# Write α_t = 1 − β_t and ᾱ_t = α_0 α_1 ⋯ α_t. Because Gaussians compose, we never
+# Write α_t = 1 − β_t and ᾱ_t = α_1 α_2 ⋯ α_t. Because Gaussians compose, we never
 # have to walk the chain: q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I).
+#
+# **Index convention, once for the series:** code indexes the steps from 0, so code index
+# t is the paper's t + 1. `schedule.betas[0]` is the paper's β_1, `q_sample(x0, 0)` returns
+# the paper's x_1, the model is called with t = 0 … T − 1, and "no noise at t = 0" in code
+# is the paper's "z = 0 at t = 1" (Algorithm 2). The data x_0 has no code index of its own.
 # DDPM's **linear** schedule takes β from 10⁻⁴ to 0.02 over T = 1000 steps.
 
 # %%

@@ -80,8 +80,9 @@ print(f"digits: T = {T}, {sum(p.numel() for p in digits_model.parameters()):,} p
 #
 # x_{t−1} = 1/√α_t · ( x_t − β_t / √(1 − ᾱ_t) · ε̂_θ(x_t, t) ) + σ_t z,   z ~ N(0, I),
 #
-# with no noise added at the very last step (t = 0). Let's do one step on a batch of
-# noisy digits, using nothing but the schedule's numbers.
+# with no noise added at the very last step (code t = 0, the paper's t = 1; the code counts
+# from 0, notebook 01 section 1). Let's do one step on a batch of noisy digits, using
+# nothing but the schedule's numbers.
 
 # %%
 gen = torch.Generator().manual_seed(0)
