@@ -44,6 +44,7 @@ from .generate import (
     run_plan,
 )
 from .guidance import CFG_MODES
+from .ode import SIGMA_SCHEDULES
 from .pretrained import available_models
 from .sampling import SAMPLERS, SPACINGS, VARIANCES, X0_MODES
 
@@ -84,6 +85,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--spacing", default="trailing", choices=SPACINGS,
         help="which of the T timesteps the steps visit (default trailing: it starts at T-1)",
+    )
+    parser.add_argument(
+        "--sigma-schedule", default="karras", choices=SIGMA_SCHEDULES,
+        help="timesteps of the ODE samplers (euler, heun, dpmpp_2m): karras (default, Karras "
+        "et al.'s rho = 7 sigmas) or uniform (the --spacing timesteps)",
     )
     parser.add_argument(
         "--eta", type=float, default=0.0,
@@ -182,6 +188,7 @@ def _config(args: argparse.Namespace) -> GenerateConfig:
         cfg_mode=args.cfg_mode,
         model_batch=args.model_batch or None,
         precision=args.precision,
+        sigma_schedule=args.sigma_schedule,
     )
     check_settings(config)
     return config

@@ -408,3 +408,22 @@ def test_parse_labels_and_indices():
     for bad in ["5", "3:3", "0:11", "a:b"]:
         with pytest.raises(ValueError, match="indices"):
             parse_indices(bad, 10)
+
+
+def test_sigma_schedule_is_a_recorded_setting_and_old_runs_still_resume(checkpoints, tmp_path,
+                                                                         capsys):
+    out = tmp_path / "ode"
+    args = ["generate", "--model", str(checkpoints["cond"]), "--out", str(out), "-n", "2",
+            "--sampler", "heun", "--steps", "4", "--labels", "1", "--threads", "1",
+            "--no-progress"]
+    assert main([*args, "--sigma-schedule", "uniform"]) == 0
+    assert json.loads((out / "run.json").read_text())["sigma_schedule"] == "uniform"
+    capsys.readouterr()
+    assert main(args) == 2  # the default, karras, is another run
+    assert "sigma_schedule: 'uniform' there, 'karras' now" in capsys.readouterr().err
+    # a run.json written before the setting existed implies karras, and resumes with it
+    settings = json.loads((out / "run.json").read_text())
+    settings.pop("sigma_schedule")
+    (out / "run.json").write_text(json.dumps(settings))
+    assert main(args) == 0
+    assert "generated 0 images (2 already present)" in capsys.readouterr().out

@@ -13,6 +13,7 @@ from ..guidance import CFG_MODES, CfgMode
 from ..images import IMAGE_CHANNELS
 from ..model_api import null_label_of
 from ..noise import MAX_SEED
+from ..ode import SIGMA_SCHEDULES
 from ..sampling import (
     SAMPLERS,
     SPACINGS,
@@ -57,6 +58,8 @@ class GenerateConfig:
             CUDA) or ``"fp16"`` (CUDA) autocast
             (:class:`~diffusion_lib.speed.AutocastModel`; the sampler stays fp32).
             It changes the images a little, so it is a setting.
+        sigma_schedule: the ODE samplers' timesteps, ``"karras"`` or ``"uniform"``
+            (:func:`diffusion_lib.ode.ode_timesteps`); recorded for every sampler.
     """
 
     n: int
@@ -72,6 +75,7 @@ class GenerateConfig:
     cfg_mode: CfgMode = "batched"
     model_batch: int | None = DEFAULT_MODEL_BATCH
     precision: str = "fp32"
+    sigma_schedule: str = "karras"
 
     def __post_init__(self) -> None:
         if self.labels is not None and not isinstance(self.labels, tuple):
@@ -200,6 +204,7 @@ def check_settings(config: GenerateConfig) -> None:
     check_choice("x0_mode", c.x0_mode, X0_MODES)
     check_choice("cfg_mode", c.cfg_mode, CFG_MODES)
     check_choice("precision", c.precision, PRECISIONS)
+    check_choice("sigma_schedule", c.sigma_schedule, SIGMA_SCHEDULES)
     if c.steps is not None and (not _is_int(c.steps) or c.steps < 1):
         raise ValueError(f"steps must be an int >= 1 (at most the model's T), got {c.steps!r}")
     if not (_is_number(c.eta) and 0 <= c.eta <= 1):

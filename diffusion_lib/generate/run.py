@@ -243,6 +243,7 @@ def _sample_batch(
         sampler=c.sampler,
         steps=c.steps,
         spacing=c.spacing,
+        sigma_schedule=c.sigma_schedule,  # type: ignore[arg-type]
         variance=c.variance,
         eta=c.eta,
         x0_mode=c.x0_mode,

@@ -29,7 +29,7 @@ MANIFEST_FILE = "manifest.csv"
 MANIFEST_COLUMNS = ("file", "index", "seed", "label")
 RUN_FORMAT = "diffusion_lib.generate"
 RUN_FORMAT_VERSION = 1
-_ADDED_SETTINGS = {"precision": "fp32"}
+_ADDED_SETTINGS = {"precision": "fp32", "sigma_schedule": "karras"}
 """Settings added after format version 1, with the value an older ``run.json`` implies."""
 _SAMPLE_NAME = re.compile(r"^sample_(\d+)\.png$")
 _SAMPLE_TMP = re.compile(r"^sample_(\d+)\.png(?:\.\d+)?\.tmp$")
