@@ -163,9 +163,7 @@ def _load_model(name: str, device: torch.device) -> tuple[Any, Any, str]:
         model, info = load_checkpoint(path, device=device)
         if not info.get("schedule"):
             raise ValueError(f"{name} is not a diffusion model (its checkpoint has no schedule)")
-        schedule = schedule_from_info(info)
-        model.num_timesteps = schedule.num_steps
-        return model, schedule, path.with_suffix("").name
+        return model, schedule_from_info(info), path.with_suffix("").name
     model, schedule = load_pretrained(name, device=device)
     return model, schedule, name
 

@@ -267,6 +267,8 @@ def load_checkpoint(
         )
     model.load_state_dict(state)
     model.eval()
+    if info.get("schedule"):  # checked above: a dict with an int num_timesteps
+        model.num_timesteps = info["schedule"]["num_timesteps"]  # the sampler refuses another T
     if device is not None:
         model.to(device)
     return model, info
@@ -331,5 +333,4 @@ def load_pretrained(
             f"diffusion models are {', '.join(names)}"
         )
     schedule = schedule_from_info(info)
-    model.num_timesteps = schedule.num_steps  # the sampler refuses a schedule of another T
     return model, schedule.to(device) if device is not None else schedule

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .guidance import CfgMode, EpsParts, check_guidance_scale, make_eps_parts_fn
+from .guidance import CfgMode, EpsParts, make_eps_parts_fn
 from .model_api import EpsModel, check_model_output
 from .noise import SampleNoise, resolve_seeds
 from .ode import ODE_SAMPLERS, SIGMA_SCHEDULES, SigmaSchedule, ode_timesteps, ode_walk, sigmas_of
@@ -217,7 +217,6 @@ def sample_progressive(
     check_choice("final_alpha", final_alpha, FINAL_ALPHAS)
     check_choice("sigma_schedule", sigma_schedule, SIGMA_SCHEDULES)
     eta = check_eta(eta)
-    check_guidance_scale(guidance_scale)
     if cuda_graph and sampler not in ("ddpm", "ddim"):
         raise ValueError(
             f"cuda_graph=True supports sampler='ddpm' and 'ddim', not {sampler!r} "
@@ -255,13 +254,9 @@ def sample_progressive(
     if sampler in ODE_SAMPLERS:
         if step_noise is not None:
             raise ValueError(f"sampler={sampler!r} is deterministic: it takes no step_noise")
-        x = resolve_and_initial(batch, seed, seeds, shape, dev) if x_T is None else (
-            x_T.to(device=dev, dtype=torch.float32))
-        yield from _ode_loop(sampler, schedule.to(dev), x, eps_fn, x0_mode, rederive_eps,
-                             ode_timesteps(schedule, steps, sigma_schedule, spacing),
-                             progress, callback)
-        return
-    if sampler == "naive_strided":
+        sched = schedule.to(dev)  # not respaced: the solvers step between timesteps directly
+        visit = ode_timesteps(schedule, steps, sigma_schedule, spacing).tolist()
+    elif sampler == "naive_strided":
         sched = schedule.to(dev)
         visit = naive_strided_timesteps(num_timesteps, steps or num_timesteps)
         stride = visit[0] - visit[1] if len(visit) > 1 else num_timesteps
@@ -271,7 +266,7 @@ def sample_progressive(
     # which steps add noise (and so draw a z)
     if sampler == "naive_strided":
         noisy = [True] * len(visit)
-    elif sampler == "ddim" and eta == 0.0:
+    elif sampler in ODE_SAMPLERS or (sampler == "ddim" and eta == 0.0):
         noisy = [False] * len(visit)
     else:
         last_too = sampler == "ddim" and final_alpha == "first"
@@ -284,6 +279,11 @@ def sample_progressive(
     x = noise.initial() if x_T is None else x_T.to(device=dev, dtype=torch.float32)
     next_z = noise_source(step_noise, noise, shape, dev, sum(noisy))
     watch = FiniteWatch(dev, sched.timesteps_numpy, visit)
+    if sampler in ODE_SAMPLERS:
+        noise.close()  # x_T is all the solvers draw
+        yield from _ode_loop(sampler, sched, x, eps_fn, watch, x0_mode, rederive_eps,
+                             np.asarray(visit), progress, callback)
+        return
     if sampler == "ddim":
         sched.ddim_coefficients(eta, final_alpha)  # computed once, before any capture
     original_t = sched.timesteps_numpy
@@ -309,16 +309,8 @@ def sample_progressive(
     try:
         for index, i in enumerate(tqdm(visit, desc=sampler, disable=not progress, leave=False)):
             t_model = t_batches[i]
-            if index == 0:
-                parts = check_model_output(lambda: eps_fn(x, t_model), x)  # noqa: B023
-            else:
-                parts = eps_fn(x, t_model)
-                if not isinstance(parts.eps, Tensor) or parts.eps.shape != x.shape:
-                    got = tuple(parts.eps.shape) if isinstance(parts.eps, Tensor) else parts.eps
-                    raise ValueError(
-                        f"the model returned shape {got} at step {index} (t = {original_t[i]}); "
-                        f"it returned {tuple(x.shape)} before: ε̂ must keep x_t's shape"
-                    )
+            parts = _checked_call(eps_fn, x, t_model, index == 0,
+                                  f"step {index} (t = {original_t[i]})")
             watch.update(parts.eps, t_model)
             z = next_z(index) if noisy[index] else None
             if sampler == "naive_strided":
@@ -400,16 +392,22 @@ def _graphed_loop(
     watch.check()
 
 
-def resolve_and_initial(
-    batch: int, seed: int | None, seeds: Sequence[int] | None, shape: tuple[int, ...],
-    device: torch.device,
-) -> Tensor:
-    """x_T from the per-sample seeds (the same x_T every sampler starts from)."""
-    noise = SampleNoise(resolve_seeds(batch, seed, seeds), shape[1:], device, total=0)
-    try:
-        return noise.initial()
-    finally:
-        noise.close()
+def _checked_call(
+    eps_fn: Callable[[Tensor, Tensor], EpsParts], x: Tensor, t_model: Tensor, first: bool,
+    where: str,
+) -> EpsParts:
+    """One model call of a loop: the first through :func:`check_model_output`, every later
+    one checked to keep x_t's shape (``where`` names the step in the error)."""
+    if first:
+        return check_model_output(lambda: eps_fn(x, t_model), x)
+    parts = eps_fn(x, t_model)
+    if not isinstance(parts.eps, Tensor) or parts.eps.shape != x.shape:
+        got = tuple(parts.eps.shape) if isinstance(parts.eps, Tensor) else parts.eps
+        raise ValueError(
+            f"the model returned shape {got} at {where}; it returned {tuple(x.shape)} "
+            "before: ε̂ must keep x_t's shape"
+        )
+    return parts
 
 
 def _ode_loop(
@@ -417,6 +415,7 @@ def _ode_loop(
     sched: NoiseSchedule,
     x_T: Tensor,
     eps_fn: Callable[[Tensor, Tensor], EpsParts],
+    watch: FiniteWatch,
     x0_mode: X0Mode,
     rederive_eps: bool,
     timesteps: np.ndarray,
@@ -427,22 +426,13 @@ def _ode_loop(
     sig = sigmas_of(sched)
     alpha_bars = sched.alphas_cumprod_f64
     batch = x_T.shape[0]
-    watch = FiniteWatch(x_T.device, np.arange(sched.num_steps), timesteps.tolist())
     calls = [0]
 
     def denoise(x_tilde: Tensor, t: int) -> tuple[Tensor, Tensor, Tensor]:
         s = float(sig[t])
         x_t = x_tilde / (1.0 + s * s) ** 0.5
         t_model = torch.full((batch,), t, dtype=torch.long, device=x_T.device)
-        if calls[0] == 0:
-            parts = check_model_output(lambda: eps_fn(x_t, t_model), x_t)
-        else:
-            parts = eps_fn(x_t, t_model)
-            if parts.eps.shape != x_t.shape:
-                raise ValueError(
-                    f"the model returned shape {tuple(parts.eps.shape)} at t = {t}; it returned "
-                    f"{tuple(x_t.shape)} before: ε̂ must keep x_t's shape"
-                )
+        parts = _checked_call(eps_fn, x_t, t_model, calls[0] == 0, f"t = {t}")
         calls[0] += 1
         watch.update(parts.eps, t_model)
         raw = parts.eps.float()
