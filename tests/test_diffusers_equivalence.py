@@ -15,6 +15,7 @@ import pytest
 import torch
 from conftest import GaussianOracle
 
+from diffusion_lib.interop import schedule_from_diffusers
 from diffusion_lib.sampling import sample
 from diffusion_lib.schedule import NoiseSchedule, cosine_schedule, linear_schedule
 
@@ -35,8 +36,10 @@ def diffusers_alpha_bar(name: str) -> torch.Tensor:
 def same_alpha_bar(name: str) -> NoiseSchedule:
     """Our schedule holding diffusers' ᾱ exactly (it keeps ᾱ as a float32 cumprod of
     float32 betas; ours are float64): the comparisons then test the samplers alone."""
-    a = diffusers_alpha_bar(name).double().numpy()
-    return NoiseSchedule(1.0 - a / np.append(1.0, a[:-1]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return schedule_from_diffusers(diffusers.DDPMScheduler(num_train_timesteps=T,
+                                                               beta_schedule=name))
 
 
 SCHEDULES = {name: (lambda n=name: same_alpha_bar(n)) for name in OURS}
