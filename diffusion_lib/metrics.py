@@ -6,12 +6,12 @@ Digits (1×8×8):
   shipped digit classifier (the FID recipe, with our own small network):
   FD = ‖μ_g − μ_r‖² + tr(Σ_g + Σ_r − 2 (Σ_g^{½} Σ_r Σ_g^{½})^{½}),
   generated digits (g) against half of the held-out digits (r);
-- **FD floor**: the same distance between the two halves of the held-out
-  digits, at the same sample size (:func:`digits_fd` explains the protocol).
-  It is not "what a perfect model scores": at n < 178 its real subset has a
-  random class mix while conditional samples are balanced, and small-n FD
-  rewards low-variance sets, so samples can score *below* it. Prefer
-  :func:`digits_matched`;
+- **FD floor**: the same distance between real held-out digits, at the same
+  sample size and with the same class counts as the samples
+  (:func:`digits_matched`, which :func:`digits_quality` uses). It is not "what
+  a perfect model scores": small-n FD rewards low-variance sets, so samples can
+  score *below* it. (:func:`digits_fd` is the older floor, with a random class
+  mix below n = 178; it is kept for comparison and tests);
 - **class accuracy**: how often the classifier reads the requested digit;
 - **diversity**: mean pairwise L2 distance between samples of one class, in
   pixel space ([−1, 1]), averaged over classes; compare with real digits.
