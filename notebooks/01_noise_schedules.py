@@ -334,8 +334,8 @@ assert abs(fp["cosine", "ε", "fp16 sampler"][3]) > 10 * abs(fp["linear", "clip"
 # - **A bf16 network with an fp32 sampler is indistinguishable from fp32** end to end (paired
 #   Δ mean below 10⁻⁴ in every row), although bf16 rounds ε̂ to ~3 digits. The x̂0 of one
 #   step at t = T − 1 can be far off (forming x̂0 multiplies ε̂'s rounding by up to 1/√ᾱ,
-#   2·10⁴ on the cosine schedule), but the step then multiplies x̂0 by coef1, 1.3·10⁻⁴
-#   (linear) or 1.6·10⁻³ (cosine): it washes out.
+#   2·10⁴ on the cosine schedule), but the step then multiplies x̂0 by coef1, 0.00013
+#   (linear) or 0.0016 (cosine): it washes out.
 # - **An fp16 sampler with float64-derived constants mostly works but drifts**: its
 #   samples' mean and sd move (the ε-form on the cosine schedule is the worst row), and on
 #   the cosine clip form a few samples overflow (|x_t| · 2·10⁴ > 65 504).

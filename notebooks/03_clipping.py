@@ -126,7 +126,8 @@ mean = q_posterior_mean(schedule, x0_clipped, x_t, t)
 by_hand = mean + schedule.posterior_variance[t].sqrt() * z
 
 out = ddpm_step(schedule, x_t, t, eps, z, variance="beta_tilde", x0_mode="clip")
-print(f"1/√ᾱ at t = {t}: {a_bar.rsqrt().item():.1f} (it amplifies float32 rounding in x̂0)")
+print(f"1/√ᾱ at t = {t}: {a_bar.rsqrt().item():.1f} (it amplifies float32 rounding in x̂0); "
+      f"√ᾱ at t = 999: {schedule.sqrt_alphas_cumprod[-1].item():.3f}")
 assert torch.allclose(out.x0, x0_clipped, atol=1e-4)
 assert torch.allclose(out.eps, eps_rederived, atol=1e-4)
 assert torch.allclose(out.x_prev, by_hand, atol=1e-4)

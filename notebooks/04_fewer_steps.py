@@ -413,7 +413,7 @@ assert ddim_gap < ddpm_gap / 2
 # ## Summary
 #
 # - The chapter's strided sampler is DDIM's σ² = 1 − ᾱ_next member with the mean x̂0 in
-#   place of a sample: it does not converge (sd 0.14 for data sd 0.2 after all 1000 steps,
+#   place of a sample: it does not converge (sd 0.139 for data sd 0.2 after all 1000 steps,
 #   exactly), adds noise at t = 0, and can take more steps than asked. Keep it only to compare.
 # - Respacing recomputes β from the kept ᾱ, so DDPM's own step works with big jumps; the
 #   model always sees original timesteps.

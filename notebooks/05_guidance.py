@@ -50,6 +50,7 @@ import diffusion_lib
 print(f"diffusion_lib {diffusion_lib.__version__}")
 
 # %%
+import json
 import time
 
 import matplotlib.pyplot as plt
@@ -59,7 +60,7 @@ from diffusion_lib import ModelAdapter, default_device, make_eps_fn, sample
 from diffusion_lib.data import load_digits_split
 from diffusion_lib.experiments import guidance_sweep, read_results
 from diffusion_lib.metrics import load_classifier
-from diffusion_lib.pretrained import load_pretrained
+from diffusion_lib.pretrained import WEIGHTS_DIR, load_pretrained
 from diffusion_lib.viz import image_row
 
 device = default_device()
@@ -67,7 +68,9 @@ print(f"device: {device}")
 on_gpu = device.type == "cuda"
 model, schedule = load_pretrained("digits", device=device)
 classifier = load_classifier(device="cpu")
-print(f"classes 0…{model.num_classes - 1}, null label ∅ = {model.null_label}")
+dropout = json.loads((WEIGHTS_DIR / "digits.json").read_text())["training"]["label_dropout"]
+print(f"classes 0…{model.num_classes - 1}, null label ∅ = {model.null_label}, "
+      f"trained with the class dropped {dropout:.0%} of the time")
 FAST = dict(sampler="ddim", steps=25, progress=False)  # quick, deterministic sampling
 
 # %% [markdown]
