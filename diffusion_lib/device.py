@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -15,6 +17,35 @@ def default_device() -> torch.device:
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+@contextmanager
+def exact_fp32() -> Iterator[None]:
+    """Inside the block, fp32 convolutions and matmuls on CUDA round as fp32, not TF32.
+
+    On Ampere and newer GPUs torch runs fp32 convolutions in TF32 by default (a 10-bit
+    mantissa, ~1e-3 relative rounding). That is fine for sampling, but it turns a
+    one-ulp difference between two mathematically equal computations (DDIM η = 1 and
+    DDPM σ² = β̃; two-pass and batched guidance) into ~1e-3 differences that grow over
+    the steps. Checks of such identities run in this block. The previous settings come
+    back on exit; on a CPU it changes nothing that matters.
+
+    Example:
+        >>> with exact_fp32():
+        ...     torch.backends.cudnn.allow_tf32
+        False
+    """
+    cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    precision = torch.get_float32_matmul_precision()
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = cudnn
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+        torch.set_float32_matmul_precision(precision)
 
 
 def resolve_device(device: torch.device | str | None) -> torch.device:

@@ -58,6 +58,7 @@ import torch
 
 from diffusion_lib import ModelAdapter, default_device, make_eps_fn, sample
 from diffusion_lib.data import load_digits_split
+from diffusion_lib.device import exact_fp32
 from diffusion_lib.experiments import guidance_sweep, read_results
 from diffusion_lib.metrics import load_classifier
 from diffusion_lib.pretrained import WEIGHTS_DIR, load_pretrained
@@ -90,7 +91,7 @@ FAST = dict(sampler="ddim", steps=25, progress=False)  # quick, deterministic sa
 x = torch.randn(4, 1, 8, 8, device=device)
 t = torch.full((4,), 600, device=device)
 c = torch.tensor([1, 4, 7, 9], device=device)
-with torch.no_grad():
+with torch.no_grad(), exact_fp32():  # one batch of 2B vs two of B: fp32 on a GPU too
     eps_c, eps_null = model(x, t, c), model(x, t, None)
     for w in [0.0, 1.0, 3.0]:
         guided = make_eps_fn(model, c, guidance_scale=w)(x, t)
@@ -159,8 +160,9 @@ labels = torch.arange(N) % 10
 timings, outputs = {}, {}
 for mode in ["two_pass", "batched"]:
     start = time.perf_counter()
-    outputs[mode] = sample(model, schedule, (N, 1, 8, 8), labels=labels, guidance_scale=3.0,
-                           cfg_mode=mode, seed=0, **FAST)
+    with exact_fp32():  # fp32 convolutions on a GPU too (TF32 by default), see notebook 04
+        outputs[mode] = sample(model, schedule, (N, 1, 8, 8), labels=labels,
+                               guidance_scale=3.0, cfg_mode=mode, seed=0, **FAST)
     timings[mode] = time.perf_counter() - start
 assert torch.allclose(outputs["two_pass"], outputs["batched"], atol=1e-4)
 print(f"two-pass {timings['two_pass']:.2f} s, batched {timings['batched']:.2f} s "
@@ -271,7 +273,7 @@ print(f"for reference, real held-out digits have {(real_images.abs() >= 0.999).f
 x1 = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(8)).to(device)
 t1 = torch.full((4,), 300, device=device)
 c1 = torch.tensor([2, 3, 5, 8], device=device)
-with torch.no_grad():
+with torch.no_grad(), exact_fp32():
     by_hand = model(x1, t1, None) + 2.0 * (model(x1, t1, c1) - model(x1, t1, None))
     assert torch.allclose(by_hand, make_eps_fn(model, c1, 2.0, "batched")(x1, t1), atol=1e-5)
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 from conftest import ClassOracle, GaussianOracle
 
+from diffusion_lib.device import exact_fp32
 from diffusion_lib.noise import NOISE_BLOCK, SampleNoise
 from diffusion_lib.pretrained import load_pretrained
 from diffusion_lib.sampling import sample, sample_progressive
@@ -205,6 +206,41 @@ def test_cuda_graph_matches_eager_on_cuda(kw):
     graphed = sample(model, schedule, shape, seed=3, progress=False, cuda_graph=True, **kw)
     # the graph replays the kernels eager mode launched: equal up to nondeterministic reductions
     assert (eager - graphed).abs().max().item() < 1e-4
+
+
+def test_exact_fp32_turns_tf32_off_and_restores_it_even_after_an_error():
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
+              torch.get_float32_matmul_precision())
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        with pytest.raises(KeyError), exact_fp32():
+            assert not torch.backends.cudnn.allow_tf32
+            assert not torch.backends.cuda.matmul.allow_tf32
+            assert torch.get_float32_matmul_precision() == "highest"
+            raise KeyError("inside")
+        assert torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32 = before[0]
+        torch.backends.cuda.matmul.allow_tf32 = before[1]
+        torch.set_float32_matmul_precision(before[2])
+
+
+@cuda
+def test_cuda_identities_of_notebooks_04_and_05_hold_in_exact_fp32():
+    # on an H100 both failed atol 1e-4 with torch's default TF32 convolutions (2026-11-27)
+    model, schedule = load_pretrained("digits", device="cuda")
+    shape, labels = (10, 1, 8, 8), torch.arange(10)
+    x_T = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    with exact_fp32():
+        ddim = sample(model, schedule, shape, sampler="ddim", eta=1.0, steps=25, x_T=x_T,
+                      labels=labels, seed=2, progress=False)
+        ddpm = sample(model, schedule, shape, steps=25, x_T=x_T, labels=labels, seed=2,
+                      progress=False)
+        two, one = (sample(model, schedule, (100, 1, 8, 8), labels=torch.arange(100) % 10,
+                           guidance_scale=3.0, cfg_mode=mode, seed=0, sampler="ddim",
+                           steps=25, progress=False) for mode in ("two_pass", "batched"))
+    assert (ddim - ddpm).abs().max().item() < 1e-4
+    assert (two - one).abs().max().item() < 1e-4
 
 
 @cuda
