@@ -1,35 +1,65 @@
-"""Fewer steps: the chapter's naive strided sampler vs respaced DDPM vs DDIM.
+"""Fewer steps: the chapter's naive strided sampler vs respaced DDPM (σ² = β̃ and β) vs DDIM.
 
-    python benchmarks/fewer_steps.py            # the committed table (n = 200 per row)
-    python benchmarks/fewer_steps.py --n 50     # a quick look
+    python benchmarks/fewer_steps.py                          # digits: the committed table
+    python benchmarks/fewer_steps.py --model digits_cosine    # spacings on the cosine model
+    python benchmarks/fewer_steps.py --n 50 --seeds 0,1       # a quick look
 
-Writes diffusion_lib/results/fewer_steps.{json,md} (package data). Notebook 04 reads the JSON
-and re-runs a small slice live. Every row samples the shipped `digits` model, classes 0…9 in turn,
-x̂0 clipped, seed 0, no guidance.
+Writes diffusion_lib/results/fewer_steps.{json,md} (``--model digits_cosine``:
+fewer_steps_cosine.{json,md}), package data; notebook 04 reads the JSON. Every row samples
+the model with classes 0…9 in turn, x̂0 clipped, no guidance, on each of the seeds.
+
+Each row carries two measurements:
+
+- the trained model: FD in the shipped classifier's features (mean ± 2 SE over the seeds)
+  and its difference from DDPM-1000 taken seed by seed (same seeds, same real reference);
+- the exact oracle: the same sampler run on "Gaussian digits" (each pixel N(μ, s²) with the
+  training set's per-pixel mean and sd, the exact ε̂) has a closed-form output
+  (diffusion_lib.moments.exact_moments); the column is its W₂ distance to the data
+  Gaussian, √(Σ_pixels (m − μ)² + (sd − s)²), with no Monte Carlo noise (clipping not
+  modelled).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import shlex
 import sys
+from typing import Any
 
 import torch
 
-from diffusion_lib.experiments import SamplerSetting, markdown_table, sampler_grid, write_results
+from diffusion_lib.data import load_digits_split
+from diffusion_lib.experiments import (
+    SamplerSetting,
+    markdown_table,
+    paired_difference,
+    sampler_grid,
+    write_results,
+)
 from diffusion_lib.metrics import load_classifier
+from diffusion_lib.moments import exact_moments
 from diffusion_lib.pretrained import git_commit, load_pretrained
 
 STEPS = (10, 25, 50, 100, 250)
 
 
-def settings() -> list[SamplerSetting]:
-    grid = [SamplerSetting("ddpm", 1000), SamplerSetting("ddim", 1000)]
+def settings(model: str) -> list[SamplerSetting]:
+    """The grid: every sampler at every step count on digits; the spacings on cosine."""
+    grid = [SamplerSetting("ddpm", 1000)]
+    if model == "digits_cosine":
+        for steps in (10, 25, 50):
+            for spacing in ("leading", "linspace", "trailing"):
+                grid += [SamplerSetting("ddim", steps, spacing=spacing),
+                         SamplerSetting("ddpm", steps, spacing=spacing)]
+        return grid
+    grid.append(SamplerSetting("ddim", 1000))
     for steps in STEPS:
         grid += [
             SamplerSetting("naive_strided", steps),
             SamplerSetting("ddpm", steps),
+            SamplerSetting("ddpm", steps, variance="beta"),
             SamplerSetting("ddim", steps, eta=0.0),
             SamplerSetting("ddim", steps, eta=0.5),
             SamplerSetting("ddim", steps, eta=1.0),
@@ -40,45 +70,85 @@ def settings() -> list[SamplerSetting]:
     return grid
 
 
+def gaussian_digits_w2(schedule: Any, setting: SamplerSetting) -> float:
+    """Exact W₂ between the sampler's output on Gaussian digits and the data Gaussian."""
+    train = load_digits_split().train_images.double().flatten(1)  # (1437, 64)
+    mu, sd = train.mean(0).numpy(), train.std(0).clamp(min=1e-3).numpy()
+    m, s = exact_moments(schedule, setting.sampler, setting.steps, spacing=setting.spacing,
+                         variance=setting.variance, eta=setting.eta, mean=mu, std=sd)
+    return float(math.sqrt(((m - mu) ** 2 + (s - sd) ** 2).sum()))
+
+
 COLUMNS = [
     ("name", "sampler", "s"),
     ("steps", "steps", "d"),
     ("spacing", "spacing", "s"),
     ("seconds", "wall s", ".1f"),
-    ("speedup", "speed-up vs DDPM-1000", ".1f"),
-    ("fd", "FD", ".1f"),
+    ("speedup", "speed-up", ".1f"),
+    ("fd_ci", "FD ± 2 SE", "s"),
+    ("delta_ci", "FD − DDPM-1000 ± 2 SE", "s"),
+    ("differs", "differs?", "s"),
     ("fd_floor", "floor", ".1f"),
     ("accuracy", "accuracy", ".0%"),
+    ("oracle_w2", "oracle W₂ (exact)", ".3f"),
 ]
+
+
+def annotate(rows: list[dict[str, Any]], schedule: Any) -> None:
+    """Add speed-up, the paired difference from DDPM-1000 and the exact oracle column."""
+    ref = next(r for r in rows if r["sampler"] == "ddpm" and r["steps"] == 1000)
+    for r in rows:
+        r["speedup"] = ref["seconds"] / r["seconds"]
+        r["fd_ci"] = f"{r['fd']:.1f} ± {2 * r.get('fd_se', float('nan')):.1f}"
+        if r is not ref and "fd_seeds" in r:
+            d = paired_difference(r, ref)
+            r["delta_fd"], r["delta_fd_se"] = d.value, d.se
+            r["delta_ci"] = f"{d.value:+.1f} ± {2 * d.se:.1f}"
+            r["differs"] = "yes" if abs(d.value) > 2 * d.se else "no"
+        setting = SamplerSetting(r["sampler"], r["steps"], r["spacing"], r["eta"], r["variance"])
+        r["oracle_w2"] = gaussian_digits_w2(schedule, setting)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="digits", choices=["digits", "digits_cosine"])
     parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated, at least 2")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if len(seeds) < 2:
+        parser.error("--seeds needs at least 2 seeds (the intervals come from them)")
     torch.set_num_threads(args.threads)
-    model, schedule = load_pretrained("digits")
-    rows = sampler_grid(model, schedule, settings(), n=args.n, classifier=load_classifier())
-    base = next(r["seconds"] for r in rows if r["sampler"] == "ddpm" and r["steps"] == 1000)
-    for r in rows:
-        r["speedup"] = base / r["seconds"]
+    model, schedule = load_pretrained(args.model)
+    rows = sampler_grid(model, schedule, settings(args.model), n=args.n, seed=seeds,
+                        classifier=load_classifier())
+    annotate(rows, schedule)
     command = "python benchmarks/fewer_steps.py " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
-    env = (
-        f"torch {torch.__version__}, {platform.machine()}, {args.threads} threads, "
-        f"git {git_commit()[:12]}"
-    )
+    env = (f"torch {torch.__version__}, {platform.machine()}, {args.threads} threads, "
+           f"git {git_commit()[:12]}")
+    name = "fewer_steps" if args.model == "digits" else "fewer_steps_cosine"
     md = (
-        "# Fewer steps: wall time and quality\n\n"
-        f"Command: `{command.strip()}`\n\n{env}. n = {args.n} digits per row (classes 0…9), "
-        "x̂0 clipped, seed 0, no guidance. FD floor = real-vs-real at the same n.\n\n"
+        f"# Fewer steps: wall time and quality (`{args.model}` model)\n\n"
+        f"Command: `{command.strip()}`\n\n{env}. n = {args.n} digits per row and seed "
+        f"(classes 0…9), seeds {seeds}, x̂0 clipped, no guidance.\n\n"
+        "- **FD ± 2 SE**: mean over the seeds of the FD in the shipped classifier's features "
+        "against held-out digits, ± 2 standard errors over the seeds.\n"
+        "- **FD − DDPM-1000**: the difference from the DDPM-1000 row taken seed by seed (same "
+        "seeds, same real reference), ± 2 SE; **differs?** says whether it is beyond that "
+        "interval. A row that does not differ is a tie at this n.\n"
+        "- **floor**: real-vs-real FD at the same n and class balance (held-out halves). A row "
+        "at or below the floor is not \"better than real data\": small-n FD rewards low "
+        "variance.\n"
+        "- **oracle W₂ (exact)**: the same sampler on Gaussian digits (per-pixel N(μ, s²) of "
+        "the training set, exact ε̂), W₂ of its exact output to the data; 0 is perfect; no "
+        "sampling noise, clipping not modelled.\n\n"
         + markdown_table(rows, COLUMNS)
     )
-    write_results(
-        "fewer_steps", {"command": command.strip(), "env": env, "n": args.n, "rows": rows}, md
-    )
+    write_results(name, {"command": command.strip(), "env": env, "n": args.n, "seeds": seeds,
+                         "model": args.model, "rows": rows}, md)
     print(md)
     return 0
 

@@ -6,6 +6,11 @@ plot and a benchmark can write as JSON/Markdown:
 - :func:`sampler_grid` — how do samplers and step counts trade time for quality?
 - :func:`guidance_sweep` — what does the guidance scale w do to accuracy, FD and diversity?
 
+Both take one seed or several. With k ≥ 2 seeds every measured column ``c`` is the mean
+over seeds, with ``c_se`` (its standard error, sd/√k) and ``c_seeds`` (the k values)
+beside it; :func:`paired_difference` compares two rows seed by seed (the same seeds and
+the same real reference, so their shared noise cancels).
+
 A notebook on a CPU runs a small slice live and reads the full table that
 ``benchmarks/`` committed; both come from these functions, so they cannot drift.
 """
@@ -22,7 +27,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .metrics import DigitClassifier, DigitsQuality, digits_quality, load_classifier
+from .metrics import (
+    DigitClassifier,
+    DigitsQuality,
+    Estimate,
+    digits_quality,
+    load_classifier,
+    over_seeds,
+)
 from .sampling import sample
 from .schedule import NoiseSchedule
 
@@ -90,39 +102,80 @@ def _sample_and_score(
     return x, seconds, digits_quality(x.clamp(-1, 1), labels, classifier)
 
 
+def _seed_list(seed: int | Sequence[int]) -> list[int]:
+    seeds = [int(seed)] if isinstance(seed, int) else [int(s) for s in seed]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seed must be an int or distinct ints, got {seed!r}")
+    return seeds
+
+
+# per-seed columns that are averaged (with _se and _seeds when k >= 2); the floor and the
+# real-data columns depend on n and the class balance only, so they are the same every seed
+_MEASURED = ("seconds", "fd", "accuracy", "diversity", "saturated")
+
+
+def _over_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from k per-seed rows: measured columns averaged, the rest from the first."""
+    row = dict(per_seed[0])
+    for key in _MEASURED:
+        if key not in row:
+            continue
+        values = [r[key] for r in per_seed]
+        row[key] = float(sum(values) / len(values))
+        if len(values) > 1:
+            row[f"{key}_se"] = over_seeds(values).se
+            row[f"{key}_seeds"] = values
+    row["seeds"] = [r["seed"] for r in per_seed]
+    row.pop("seed", None)
+    return row
+
+
+def paired_difference(row: dict[str, Any], ref: dict[str, Any], key: str = "fd") -> Estimate:
+    """``row[key] − ref[key]`` over the seeds they share, with its standard error.
+
+    Both rows must come from the same seeds (and so the same real reference): the
+    difference is taken seed by seed, which cancels what the two share, then
+    :func:`~diffusion_lib.metrics.over_seeds` gives mean ± SE.
+    """
+    if row.get("seeds") != ref.get("seeds") or f"{key}_seeds" not in row:
+        raise ValueError(f"paired_difference needs two rows measured on the same >= 2 seeds "
+                         f"(got {row.get('seeds')} and {ref.get('seeds')})")
+    return over_seeds([a - b for a, b in zip(row[f"{key}_seeds"], ref[f"{key}_seeds"], strict=True)])
+
+
 def sampler_grid(
     model: nn.Module,
     schedule: NoiseSchedule,
     settings: Iterable[SamplerSetting],
     *,
     n: int = 100,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     guidance_scale: float | None = None,
     classifier: DigitClassifier | None = None,
 ) -> list[dict[str, Any]]:
     """Sample ``n`` digits (classes 0…9 in turn) with every setting and measure each.
 
-    Returns rows with ``name``, the setting's fields, ``model_calls`` (steps the
-    sampler took), ``seconds`` (wall time), ``fd``, ``fd_floor``, ``accuracy``.
+    Returns rows with ``name``, the setting's fields, ``seconds`` (wall time),
+    ``fd``, ``fd_floor`` (matched real-vs-real), ``accuracy``; over several seeds
+    also ``seeds`` and, per measured column, ``_se`` and ``_seeds``.
     """
     classifier = classifier if classifier is not None else load_classifier()
+    seeds = _seed_list(seed)
     rows = []
     for setting in settings:
-        _, seconds, q = _sample_and_score(
-            model, schedule, n, seed, classifier, guidance_scale=guidance_scale, **setting.kwargs()
-        )
-        row = {k: v for k, v in asdict(setting).items() if k not in ("label", "extra")}
-        row.update(
-            name=setting.name,
-            n=n,
-            seconds=seconds,
-            fd=q.fd,
-            fd_floor=q.fd_floor,
-            fd_sd=q.fd_sd,
-            fd_floor_sd=q.fd_floor_sd,
-            accuracy=q.accuracy,
-        )
-        rows.append(row)
+        base = {k: v for k, v in asdict(setting).items() if k not in ("label", "extra")}
+        per_seed = []
+        for s in seeds:
+            _, seconds, q = _sample_and_score(
+                model, schedule, n, s, classifier, guidance_scale=guidance_scale,
+                **setting.kwargs(),
+            )
+            per_seed.append(dict(
+                base, name=setting.name, n=n, seed=s, seconds=seconds, fd=q.fd,
+                fd_floor=q.fd_floor, fd_sd=q.fd_sd, fd_floor_sd=q.fd_floor_sd,
+                accuracy=q.accuracy,
+            ))
+        rows.append(_over_seeds(per_seed))
     return rows
 
 
@@ -132,36 +185,32 @@ def guidance_sweep(
     scales: Sequence[float],
     *,
     n: int = 100,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     classifier: DigitClassifier | None = None,
     **sampler_kwargs: Any,
 ) -> tuple[list[dict[str, Any]], dict[float, torch.Tensor]]:
     """Sample ``n`` digits per guidance scale w and measure accuracy, FD and diversity.
 
-    Returns the rows and the samples (first 20 of each w) for grids.
+    Returns the rows (over several seeds: as :func:`sampler_grid`) and the samples of
+    the first seed (first 20 of each w) for grids.
     """
     classifier = classifier if classifier is not None else load_classifier()
+    seeds = _seed_list(seed)
     rows, grids = [], {}
     for w in scales:
-        x, seconds, q = _sample_and_score(
-            model, schedule, n, seed, classifier, guidance_scale=float(w), **sampler_kwargs
-        )
-        rows.append(
-            dict(
-                w=float(w),
-                n=n,
-                seconds=seconds,
-                accuracy=q.accuracy,
-                fd=q.fd,
-                fd_floor=q.fd_floor,
-                fd_sd=q.fd_sd,
-                fd_floor_sd=q.fd_floor_sd,
-                diversity=q.diversity,
-                diversity_real=q.diversity_real,
-                saturated=float((x.abs() >= 0.999).float().mean()),
+        per_seed = []
+        for s in seeds:
+            x, seconds, q = _sample_and_score(
+                model, schedule, n, s, classifier, guidance_scale=float(w), **sampler_kwargs
             )
-        )
-        grids[float(w)] = x[:20]
+            per_seed.append(dict(
+                w=float(w), n=n, seed=s, seconds=seconds, accuracy=q.accuracy, fd=q.fd,
+                fd_floor=q.fd_floor, fd_sd=q.fd_sd, fd_floor_sd=q.fd_floor_sd,
+                diversity=q.diversity, diversity_real=q.diversity_real,
+                saturated=float((x.abs() >= 0.999).float().mean()),
+            ))
+            grids.setdefault(float(w), x[:20])
+        rows.append(_over_seeds(per_seed))
     return rows, grids
 
 

@@ -647,6 +647,24 @@ def bootstrap(
     return Estimate(float(statistic(data)), float(np.std(boots, ddof=1)), n)
 
 
+def wilson_interval(successes: int, n: int, z: float = 2.0) -> tuple[float, float]:
+    """The Wilson score interval of a proportion: (low, high) for ``successes`` of ``n``.
+
+    Unlike p ± z·√(p(1−p)/n) it does not collapse to a point at p = 0 or 1: 300 of
+    300 correct gives about (0.987, 1.0) at z = 2, not (1.0, 1.0).
+
+    Example:
+        >>> [round(v, 3) for v in wilson_interval(300, 300)]
+        [0.987, 1.0]
+    """
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes} of {n}")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def differs(a: Estimate, b: Estimate, z: float = 2.0) -> bool:
     """Whether two measured values differ beyond their intervals.
 

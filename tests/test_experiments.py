@@ -8,9 +8,11 @@ from diffusion_lib.experiments import (
     SamplerSetting,
     guidance_sweep,
     markdown_table,
+    paired_difference,
     read_results,
     sampler_grid,
 )
+from diffusion_lib.metrics import over_seeds
 from diffusion_lib.pretrained import load_pretrained
 
 
@@ -33,6 +35,24 @@ def test_sampler_grid_rows(digits):
     assert row["name"] == "DDIM η=0" and row["steps"] == 3 and row["n"] == 20
     assert row["seconds"] > 0 and row["fd"] > 0 and row["fd_floor"] > 0
     assert 0.0 <= row["accuracy"] <= 1.0
+
+
+def test_several_seeds_average_each_column_and_keep_the_values(digits):
+    model, schedule = digits
+    settings = [SamplerSetting("ddim", 2), SamplerSetting("ddpm", 2)]
+    one = [sampler_grid(model, schedule, settings, n=20, seed=s) for s in (4, 5)]
+    (a, b) = sampler_grid(model, schedule, settings, n=20, seed=[4, 5])
+    assert a["seeds"] == [4, 5] and "seed" not in a
+    assert a["fd_seeds"] == [one[0][0]["fd"], one[1][0]["fd"]]
+    assert a["fd"] == sum(a["fd_seeds"]) / 2 and a["fd_se"] == over_seeds(a["fd_seeds"]).se
+    assert a["fd_floor"] == one[0][0]["fd_floor"]  # depends on n and the classes only
+    diff = paired_difference(b, a)
+    assert diff.value == (b["fd_seeds"][0] - a["fd_seeds"][0] + b["fd_seeds"][1]
+                          - a["fd_seeds"][1]) / 2 and diff.n == 2
+    with pytest.raises(ValueError, match="same >= 2 seeds"):
+        paired_difference(b, one[0][0])
+    with pytest.raises(ValueError, match="distinct ints"):
+        sampler_grid(model, schedule, settings, n=20, seed=[1, 1])
 
 
 def test_guidance_sweep_rows_and_grids(digits):

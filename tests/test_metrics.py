@@ -35,6 +35,7 @@ from diffusion_lib.metrics import (
     random_shift,
     sliced_wasserstein,
     stratified_indices,
+    wilson_interval,
     toy_quality,
 )
 from diffusion_lib.pretrained import WEIGHTS_DIR, load_pretrained
@@ -241,6 +242,19 @@ def test_kid_is_unbiased_at_small_n_and_its_se_is_calibrated():
     assert abs(float(values.mean()) - large.value) < 3 * math.hypot(mean_se, large.se)
     # the jackknife SE tracks the real spread of the estimate (conservative, not wild)
     assert 0.8 < float(ses.mean()) / float(values.std()) < 1.6
+
+
+def test_wilson_interval_covers_the_truth_and_never_collapses():
+    lo, hi = wilson_interval(300, 300)
+    assert 0.98 < lo < 1.0 and hi == pytest.approx(1.0)  # all correct is not "exactly 100 %"
+    assert wilson_interval(0, 50)[0] == 0.0 and wilson_interval(0, 50)[1] > 0.0
+    # coverage at z = 2: ~95 % of intervals from Binomial(100, 0.9) draws hold 0.9
+    g = torch.Generator().manual_seed(0)
+    draws = (torch.rand(2000, 100, generator=g) < 0.9).sum(1).tolist()
+    cover = sum(lo <= 0.9 <= hi for lo, hi in (wilson_interval(k, 100) for k in draws)) / 2000
+    assert 0.93 < cover < 0.99
+    with pytest.raises(ValueError, match="successes <= n"):
+        wilson_interval(5, 4)
 
 
 def test_differs_over_seeds_and_bootstrap():

@@ -1,0 +1,149 @@
+"""Which sampler gets within 15 % of DDPM-1000's FD in ≤ 50 model calls? (issue 15's target)
+
+    python benchmarks/samplers.py                  # the committed table
+    python benchmarks/samplers.py --n 50 --seeds 0,1
+
+Guided digits (w = 3, batched CFG, classes 0…9 in turn, x̂0 clipped where the sampler
+clips) from the shipped ``digits`` model: DDPM-1000 against DDPM, DDIM (η = 0, ½, 1) and the
+ODE samplers (Euler, Heun, DPM-Solver++(2M)) at ≤ 50 model calls. FD in the shipped
+classifier's features against held-out digits, on several seeds; the ratio to DDPM-1000 is
+taken seed by seed (same seeds, same real reference) and reported as mean ± 2 SE.
+Writes diffusion_lib/results/samplers.{json,md} (package data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shlex
+import sys
+from typing import Any
+
+import torch
+from torch import nn
+
+from diffusion_lib import sample
+from diffusion_lib.experiments import SamplerSetting, markdown_table, sampler_grid, write_results
+from diffusion_lib.metrics import load_classifier, over_seeds
+from diffusion_lib.pretrained import git_commit, load_pretrained
+
+W = 3.0
+TARGET = 1.15  # FD within 15 % of DDPM-1000's
+
+
+def _ode(sampler: str, steps: int, sigmas: str, label: str) -> SamplerSetting:
+    return SamplerSetting(sampler, steps, spacing="trailing", label=label,
+                          extra={"sigma_schedule": sigmas})
+
+
+SETTINGS = [
+    SamplerSetting("ddpm", 1000, label="DDPM σ²=β̃"),
+    SamplerSetting("ddim", 50, spacing="leading", label="DDIM η=0 (leading)"),
+    SamplerSetting("ddim", 50, spacing="trailing", label="DDIM η=0"),
+    SamplerSetting("ddim", 50, spacing="trailing", eta=0.5, label="DDIM η=0.5"),
+    SamplerSetting("ddim", 50, spacing="trailing", eta=1.0, label="DDIM η=1"),
+    SamplerSetting("ddpm", 50, spacing="trailing", label="DDPM σ²=β̃"),
+    SamplerSetting("ddpm", 50, spacing="trailing", variance="beta", label="DDPM σ²=β"),
+    _ode("euler", 50, "karras", "Euler (Karras σ)"),
+    _ode("heun", 25, "karras", "Heun (Karras σ)"),
+    _ode("heun", 25, "uniform", "Heun (uniform t)"),
+    _ode("dpmpp_2m", 50, "karras", "DPM-Solver++(2M) (Karras σ)"),
+    _ode("dpmpp_2m", 25, "karras", "DPM-Solver++(2M) (Karras σ)"),
+    _ode("dpmpp_2m", 50, "uniform", "DPM-Solver++(2M) (uniform t)"),
+]
+
+
+class _Counter(nn.Module):
+    """Counts the model calls of one guided sample (batched CFG: one call per evaluation)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.calls = model, 0
+        self.null_label, self.num_classes = model.null_label, model.num_classes
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: Any = None) -> torch.Tensor:
+        self.calls += 1
+        return self.model(x, t, labels)
+
+
+def model_calls(model: nn.Module, schedule: Any, setting: SamplerSetting) -> int:
+    counter = _Counter(model)
+    sample(counter, schedule, (2, 1, 8, 8), labels=[1, 2], guidance_scale=W, seed=0,
+           progress=False, **setting.kwargs())
+    return counter.calls
+
+
+COLUMNS = [
+    ("name", "sampler", "s"),
+    ("steps", "steps", "d"),
+    ("spacing_shown", "grid", "s"),
+    ("nfe", "model calls", "d"),
+    ("seconds", "wall s", ".1f"),
+    ("fd_ci", "FD ± 2 SE", "s"),
+    ("ratio_ci", "FD ÷ DDPM-1000 ± 2 SE", "s"),
+    ("meets", "within 15 %?", "s"),
+    ("fd_floor", "floor", ".1f"),
+    ("accuracy", "accuracy", ".1%"),
+]
+
+
+def annotate(rows: list[dict[str, Any]], model: nn.Module, schedule: Any) -> None:
+    ref = rows[0]
+    for r, setting in zip(rows, SETTINGS, strict=True):
+        r["nfe"] = model_calls(model, schedule, setting)
+        r["sigma_schedule"] = setting.extra.get("sigma_schedule")
+        r["spacing_shown"] = (f"{r['sigma_schedule']} σ" if r["sigma_schedule"]
+                              else f"{r['spacing']} t")
+        r["fd_ci"] = f"{r['fd']:.1f} ± {2 * r['fd_se']:.1f}"
+        ratio = over_seeds([a / b for a, b in zip(r["fd_seeds"], ref["fd_seeds"], strict=True)])
+        r["ratio"], r["ratio_se"] = ratio.value, ratio.se
+        r["ratio_ci"] = f"{ratio.value:.3f} ± {2 * ratio.se:.3f}"
+        if r is ref:
+            r["meets"] = "reference"
+        elif ratio.value + 2 * ratio.se <= TARGET:
+            r["meets"] = "yes"
+        elif ratio.value - 2 * ratio.se > TARGET:
+            r["meets"] = "no"
+        else:
+            r["meets"] = "undecided"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated, at least 2")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if len(seeds) < 2:
+        parser.error("--seeds needs at least 2 seeds (the intervals come from them)")
+    torch.set_num_threads(args.threads)
+    model, schedule = load_pretrained("digits")
+    rows = sampler_grid(model, schedule, SETTINGS, n=args.n, seed=seeds, guidance_scale=W,
+                        classifier=load_classifier())
+    annotate(rows, model, schedule)
+    command = "python benchmarks/samplers.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    env = (f"torch {torch.__version__}, {platform.machine()}, {args.threads} threads, "
+           f"git {git_commit()[:12]}")
+    md = (
+        "# Samplers at ≤ 50 model calls vs DDPM-1000 (guided digits, w = 3)\n\n"
+        f"Command: `{command.strip()}`\n\n{env}. n = {args.n} digits per row and seed "
+        f"(classes 0…9), seeds {seeds}, batched CFG at w = {W:g}, x̂0 clipped (DDPM/DDIM).\n\n"
+        "- **model calls**: guided ε̂ evaluations (each is one batched call of 2n).\n"
+        "- **FD ± 2 SE**: mean over the seeds, ± 2 standard errors over the seeds.\n"
+        "- **FD ÷ DDPM-1000**: the ratio taken seed by seed, ± 2 SE. **within 15 %?** is "
+        "*yes* when the whole interval is ≤ 1.15, *no* when it is all above, else "
+        "*undecided*.\n"
+        "- **floor**: real-vs-real FD at the same n and class balance; small-n FD rewards "
+        "low variance, so guided samples can score near it.\n\n"
+        + markdown_table(rows, COLUMNS)
+    )
+    write_results("samplers", {"command": command.strip(), "env": env, "n": args.n,
+                               "seeds": seeds, "guidance_scale": W, "target": TARGET,
+                               "rows": rows}, md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
