@@ -456,9 +456,9 @@ plt.show()
 
 # %% [markdown]
 # A noise x_T ~ N(0, I) of dimension D = 64 has norm ≈ √D = 8, and almost never much less.
-# A straight line between two noises passes through shorter vectors, which are unlikely
-# noises (a faint, washed-out decode); the great circle (`ode.slerp`) keeps the norm
-# between those of its ends. Two held-out 3s, encoded, interpolated, decoded:
+# A straight line between two noises passes through shorter vectors, noises the model
+# almost never started from; the great circle (`ode.slerp`) keeps the norm between those of
+# its ends. Two held-out 3s, encoded, interpolated (the norms printed), decoded:
 
 # %%
 threes = split.heldout_images[split.heldout_labels == 3][:2].to(device)
