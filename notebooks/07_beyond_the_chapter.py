@@ -342,7 +342,8 @@ assert heun_cos[1] > 1 > curves["Heun"][1][1]  # Heun at 10 steps: fails on cosi
 # the components of class c, the null label keeps all of them, so ε̂(c) and ε̂(∅) are both
 # the true ones and everything below is the effect of guidance itself, not of a model's
 # errors. We use eight overlapping Gaussians (sd 0.2 on a ring of radius 0.75, class k =
-# component k), so at w = 1 a sample of class c often lies nearer a neighbour. Two measures,
+# component k), so at w = 1 many samples of class c are nearly as likely under a neighbouring
+# class. Two measures,
 # each over 10 chunks of 400 samples: **SW₂ to the exact conditional** p(x0 | c) (with its
 # floor), and the **class posterior** p(c | x0) of the sample under the data, which guidance
 # is meant to raise. DPM-Solver++(2M), 20 steps.
