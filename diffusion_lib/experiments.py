@@ -140,7 +140,8 @@ def paired_difference(row: dict[str, Any], ref: dict[str, Any], key: str = "fd")
     if row.get("seeds") != ref.get("seeds") or f"{key}_seeds" not in row:
         raise ValueError(f"paired_difference needs two rows measured on the same >= 2 seeds "
                          f"(got {row.get('seeds')} and {ref.get('seeds')})")
-    return over_seeds([a - b for a, b in zip(row[f"{key}_seeds"], ref[f"{key}_seeds"], strict=True)])
+    pairs = zip(row[f"{key}_seeds"], ref[f"{key}_seeds"], strict=True)
+    return over_seeds([a - b for a, b in pairs])
 
 
 def sampler_grid(

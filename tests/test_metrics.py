@@ -35,8 +35,8 @@ from diffusion_lib.metrics import (
     random_shift,
     sliced_wasserstein,
     stratified_indices,
-    wilson_interval,
     toy_quality,
+    wilson_interval,
 )
 from diffusion_lib.pretrained import WEIGHTS_DIR, load_pretrained
 
