@@ -20,7 +20,7 @@
 # Every formula below is checked by an `assert` against `diffusion_lib`, the library
 # all notebooks share.
 #
-# *Run time:* about 6 s top to bottom on a small 2-core CPU (measured with one torch thread);
+# *Run time:* about 12 s top to bottom on a small 2-core CPU (measured with one torch thread);
 # a busy shared CPU, such as Colab's free one, can take a few times longer. A CUDA GPU is used
 # when present.
 
@@ -60,13 +60,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from diffusion_lib import (
-    cosine_schedule,
-    default_device,
-    linear_schedule,
-    make_schedule,
-    sigmoid_schedule,
-)
+from diffusion_lib import cosine_schedule, default_device, linear_schedule, sigmoid_schedule
 from diffusion_lib.data import load_digits_split, sample_moons
 from diffusion_lib.viz import image_row, plot_schedules, scatter_points
 
@@ -313,6 +307,8 @@ from diffusion_lib.fp_lesson import chapter_loop_in_dtype, precision_summary
 half, bf16, f32 = torch.float16, torch.bfloat16, torch.float32
 ways = {"fp32": (f32, f32, torch.float64), "bf16 ε̂, fp32 sampler": (f32, bf16, torch.float64),
         "fp16 sampler": (half, half, torch.float64), "fp16 schedule too": (half, half, half)}
+
+# %%
 fp = {}
 print(f"{'schedule':8s} {'form':5s} {'arithmetic':22s} {'NaN/inf':>8s} {'mean':>7s} {'sd':>7s}"
       f" {'paired Δ mean':>14s}")
@@ -361,18 +357,22 @@ assert abs(fp["cosine", "ε", "fp16 sampler"][3]) > 10 * abs(fp["linear", "clip"
 # ## Exercises
 #
 # Each exercise has a solution cell below it (collapsed in JupyterLab; click to expand).
-# Try it first in a new cell; the solution ends with `assert`s that check it.
+# Each starts with a prediction: write it down, then test it in a new cell; the solution
+# ends with `assert`s that check it.
 #
-# **Exercise 1.** For the linear and the cosine schedule, find the first t at which
-# SNR(t) < 1 (the "half signal, half noise" point).
+# **Exercise 1.** *Predict:* SNR(t) < 1 means ᾱ_t < ½. Using section 2's printout, at which t
+# do you expect the linear and the cosine schedule to cross it, and which one later?
+# *Test:* find the first t at which SNR(t) < 1 for both.
 #
-# **Exercise 2.** Implement `my_q_sample(x0, t, noise, schedule)` for a batch in which every
-# sample has its own t, using only `schedule.alphas_cumprod`. Check it against
-# `schedule.q_sample`.
+# **Exercise 2.** *Predict:* for a batch with t = 0, 10, 500, 999, which samples should look
+# like the digit and which like noise? *Test:* implement `my_q_sample(x0, t, noise,
+# schedule)` for a batch in which every sample has its own t, using only
+# `schedule.alphas_cumprod`, and check it against `schedule.q_sample`.
 #
-# **Exercise 3.** `linear_schedule(T)` scales β by 1000/T. Show that with T = 100 the
-# final ᾱ is still below 10⁻³ (the end is still "pure noise"), and that without the
-# scaling it would not be.
+# **Exercise 3.** `linear_schedule(T)` scales β by 1000/T. *Predict:* with T = 100 and *no*
+# scaling (β from 10⁻⁴ to 0.02), is the final ᾱ close to 0 or not? (Estimate ᾱ_T ≈
+# exp(−Σβ).) *Test:* show that with the scaling the final ᾱ is below 10⁻³ (the end is still
+# "pure noise"), and that without it, it is not.
 
 # %% jupyter={"source_hidden": true}
 # Solution 1
@@ -401,6 +401,8 @@ assert torch.allclose(my_q_sample(x0_batch, t_batch, noise_batch, linear),
 
 # %% jupyter={"source_hidden": true}
 # Solution 3
+from diffusion_lib import make_schedule
+
 short = make_schedule("linear", 100)
 unscaled_end = np.prod(1 - np.linspace(1e-4, 0.02, 100))
 print(f"T = 100: ᾱ_end = {short.alphas_cumprod[-1]:.2e} scaled, {unscaled_end:.2f} unscaled")
@@ -411,7 +413,8 @@ assert short.alphas_cumprod[-1] < 1e-3 < unscaled_end
 #
 # - A schedule is just β_t; α_t, ᾱ_t, SNR, β̃_t and the posterior coefficients all follow,
 #   and `NoiseSchedule` computes them in float64 and stores float32.
-# - `q_sample` jumps to any t in one step; its moments and the step-by-step chain agree.
+# - `q_sample` jumps to any t in one step; its moments and the step-by-step chain agree, and
+#   for a 1-D mixture the exact marginal p_t matches a histogram of noised samples at every t.
 # - The linear schedule destroys most of the signal early; cosine keeps it longer.
 # - 1/√ᾱ reaches ~157 (linear) and ~2·10⁴ (cosine) at the last step: keep sampler maths
 #   in float32.

@@ -10,13 +10,16 @@
 # **After this notebook you can**
 #
 # 1. write one DDPM reverse step by hand from its equation, and check it against the library;
-# 2. explain the two standard choices of the step's variance, σ² = β and σ² = β̃, and
-#    measure what each does;
-# 3. tell the stochastic DDPM sampler from a deterministic one by running both twice;
-# 4. watch x_t, the predicted x̂0 and the predicted ε̂ evolve with a timestep scrubber, and
+# 2. derive the posterior q(x_{t−1} | x_t, x_0) by completing the square, and show that
+#    the ε-form of the step is the posterior form;
+# 3. explain the two standard choices of the step's variance, σ² = β and σ² = β̃, exactly
+#    (an oracle with the exact ε̂) and then on the trained models;
+# 4. tell the stochastic DDPM sampler from a deterministic one by running both twice and by
+#    drawing whole paths x_T → x_0;
+# 5. watch x_t, the predicted x̂0 and the predicted ε̂ evolve with a timestep scrubber, and
 #    see that coarse structure is decided early and detail late.
 #
-# *Run time:* about 45 s top to bottom on a small 2-core CPU (measured with one torch thread);
+# *Run time:* about 80 s top to bottom on a small 2-core CPU (measured with one torch thread);
 # a busy shared CPU, such as Colab's free one, can take a few times longer. A CUDA GPU is used
 # when present.
 
@@ -64,6 +67,7 @@ device = default_device()
 print(f"device: {device}")
 on_gpu = device.type == "cuda"
 
+# %%
 digits_model, digits_schedule = load_pretrained("digits", device=device)
 moons_model, moons_schedule = load_pretrained("moons", device=device)
 classifier = load_classifier(device="cpu")
@@ -512,6 +516,8 @@ twin.plot(ts, dist, color="tab:orange")
 twin.set_ylabel("RMS distance x̂0 → final (pixels)", color="tab:orange")
 fig.tight_layout()
 plt.show()
+
+# %%
 t_class = next(t for t, a in zip(ts, agree, strict=True) if a >= 0.5)
 d_class = dist[ts.index(t_class)]
 t_pixels = next(t for t, d in zip(ts, dist, strict=True) if d <= 0.1)
@@ -523,15 +529,20 @@ assert t_class > t_pixels + 200  # the class is decided long before the details
 # %% [markdown]
 # ## Exercises
 #
-# **Exercise 1.** Write the σ² = β̃ step by hand (the mean is the same; only σ changes) and
-# check it against `ddpm_step(..., variance="beta_tilde", x0_mode="none")` at t = 500.
+# Each starts with a prediction: write it down, then test it; the solution asserts it.
 #
-# **Exercise 2.** Show that at t = 0 the library's step adds no noise, however large z is, and
-# that it returns exactly x̂0.
+# **Exercise 1.** *Predict:* at t = 500, is the β̃ step's noise larger or smaller than the
+# β step's, and by roughly what factor (notebook 01 printed β̃/β)? *Test:* write the
+# σ² = β̃ step by hand (the mean is the same; only σ changes) and check it against
+# `ddpm_step(..., variance="beta_tilde", x0_mode="none")` at t = 500.
 #
-# **Exercise 3.** Count the model calls: run `sample_progressive` with `steps=25` and a
-# `callback`, and check that the model is called 25 times, always with original (not
-# respaced) timesteps.
+# **Exercise 2.** *Predict:* at the last step (code t = 0), what does the step return if z is
+# enormous? (Look at β̃ at t = 0 and at coef1, coef2 there.) *Test:* show that the library's
+# step adds no noise, however large z is, and that it returns exactly x̂0.
+#
+# **Exercise 3.** *Predict:* with `steps=25` and the default trailing spacing, how many model
+# calls, and with which first and last timestep? *Test:* run `sample` with a `callback`,
+# count the calls, and check that the model always sees original (not respaced) timesteps.
 
 # %% jupyter={"source_hidden": true}
 # Solution 1
@@ -578,11 +589,14 @@ assert counting.seen[0] == 999 and counting.seen[-1] == 39  # trailing spacing: 
 # ## Summary
 #
 # - One DDPM step: x̂0 from ε̂, the posterior mean μ̃_t(x_t, x̂0), plus σ_t z (none at t = 0).
-#   The ε-form of the equation and the posterior form are the same number.
+#   The posterior's β̃ and coefficients follow by completing the square, and the ε-form
+#   of the equation is the posterior form (both derived and asserted in section 1).
 # - σ² = β and σ² = β̃: with 1000 steps both work; with few steps which is closer depends
 #   on the step count, the spacing and the data (exact table in section 2). The exact
 #   answer is Analytic-DPM's β̃ + coef1²·Var[x0 | x_t].
-# - DDPM is stochastic given x_T; DDIM with η = 0 is not.
+# - With the exact ε̂ the moons come out on the exact distribution; the trained net puts
+#   several times more points off the moons: that gap is the model's, not the sampler's.
+# - DDPM is stochastic given x_T; DDIM with η = 0 is not: its paths are smooth curves.
 # - Left to choose (no label), the model settles a digit's class long before its pixels.
 #
 # **Next:** 03 · clipping, which keeps x̂0 in range.
