@@ -253,7 +253,8 @@ for who, m in [("exact ε̂", moons_oracle), ("trained net", moons_model)]:
 # %% [markdown]
 # Two measurements against the exact distribution: SW (`oracle_distance`, value vs the
 # floor of exact draws, ± 2 SE), and the **off-support share**, the share of points where the
-# exact data density is lower than at 99 % of true data points (so exact draws score 1 %).
+# exact data density is below its 1st percentile over true data points (so exact draws
+# score 1 %).
 # SW averages over the whole cloud; the off-support share sees points in the gap between
 # the moons.
 
