@@ -322,11 +322,16 @@ for w in (5.0, 10.0):
     print(f"w = {w:.0f}: clip closer to p(x|c) than none: {differs(clip, none) and clip.value < none.value}"
           f"; dynamic closer than none: {differs(dyn, none) and dyn.value < none.value}"
           f"; clip vs dynamic differ: {differs(clip, dyn)}")
+
+# %%
 assert oracle_runs[1.0, "none"][2] <= data_max + 0.05  # w = 1: exact x̂0 stays in range
 assert all(oracle_runs[w, "none"][2] > 1.5 for w in (5.0, 10.0))  # guidance leaves it
 assert not differs(oracle_runs[1.0, "none"][0], oracle_runs[1.0, "none"][1])  # exact at w = 1
 assert not any(differs(oracle_runs[w, "clip"][0], oracle_runs[w, "dynamic"][0]) for w in (5.0, 10.0))
 assert differs(oracle_runs[10.0, "clip"][0], oracle_runs[10.0, "none"][0])
+assert differs(oracle_runs[10.0, "dynamic"][0], oracle_runs[10.0, "none"][0])
+assert not any(differs(oracle_runs[5.0, m][0], oracle_runs[5.0, "none"][0])
+               for m in ("clip", "dynamic"))  # w = 5: no measurable change
 
 # %% [markdown]
 # Read it. At w = 1 the exact x̂0 stays in range and the three modes give the same samples,
@@ -345,14 +350,16 @@ assert differs(oracle_runs[10.0, "clip"][0], oracle_runs[10.0, "none"][0])
 from diffusion_lib.data import load_digits_split
 from diffusion_lib.metrics import class_accuracy, digits_matched, over_seeds
 
-per_seed = {mode: [] for mode in ("clip", "dynamic")}
+digit_labels = torch.arange(100) % 10
+per_seed, first_seed = {"clip": [], "dynamic": []}, {}
 for mode in per_seed:
     for seed in (0, 100, 200):
-        x = sample(model, schedule, (100, 1, 8, 8), labels=torch.arange(100) % 10,
-                   guidance_scale=7.0, steps=20, x0_mode=mode, seed=seed, progress=False).cpu()
-        fd = digits_matched(classifier, x, torch.arange(100) % 10, metric="fd").value.value
-        per_seed[mode].append((class_accuracy(classifier, x, torch.arange(100) % 10), fd,
+        x = sample(model, schedule, (100, 1, 8, 8), labels=digit_labels, guidance_scale=7.0,
+                   steps=20, x0_mode=mode, seed=seed, progress=False).cpu()
+        fd = digits_matched(classifier, x, digit_labels, metric="fd").value.value
+        per_seed[mode].append((class_accuracy(classifier, x, digit_labels), fd,
                                (x.abs() >= 0.999).float().mean().item()))
+        first_seed.setdefault(mode, x[:10])
 
 # %%
 real_saturated = (load_digits_split().heldout_images.abs() >= 0.999).float().mean().item()
@@ -366,6 +373,14 @@ print("clip vs dynamic differ beyond the intervals (accuracy, FD, ±1 share):", 
 assert all(verdict)  # clip and dynamic differ in all three, beyond the intervals
 clip, dyn = summary["clip"], summary["dynamic"]
 assert clip[0].value > dyn[0].value and clip[1].value < dyn[1].value and clip[2].value > dyn[2].value
+
+# %%
+fig, axes = plt.subplots(2, 10, figsize=(8, 1.9))
+for row, mode in enumerate(first_seed):
+    image_row(first_seed[mode], axes=axes[row])
+    axes[row][0].set_ylabel(f"w = 7\n{mode}", fontsize=8, rotation=0, ha="right", va="center")
+fig.subplots_adjust(left=0.14)
+plt.show()
 
 # %% [markdown]
 # On the digits the two modes do differ, and not in dynamic thresholding's favour: real
