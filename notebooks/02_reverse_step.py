@@ -229,7 +229,7 @@ print(f"max relative gap over all t: x_t factor "
 # *floor*, the same metric between two real sets of the same size (and classes):
 # - **SW** (sliced Wasserstein, 2-D data): project both point sets on many random
 #   directions, sort, and average the distance between the sorted values;
-#   `oracle_distance` measures it against an oracle's *exact* distribution, in 10 chunks,
+#   `oracle_distance` measures it against an oracle's *exact* distribution, in disjoint chunks,
 #   so it comes with an interval (± 2 SE);
 # - **FD** (Fréchet distance, digits, notebooks 03–05): fit a Gaussian to a digit
 #   classifier's features of the generated and of real digits and measure their distance;
