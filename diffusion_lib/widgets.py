@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import ipywidgets as widgets
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
@@ -113,41 +114,76 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def render_points(frames: Frames, i: int, max_arrows: int = 150, lim: float = 3.5) -> bytes:
-    """PNG of frame ``i`` for 2-D data: x_t, x̂0 and the −ε̂ arrows."""
+IMAGE_ROWS: tuple[tuple[str, str, float], ...] = (
+    ("x_t", "x_t", 2.5), ("x̂0", "x0", 1.0), ("ε̂", "eps", 2.5),
+)
+"""The rows an image frame shows: (label, :class:`Frames` attribute, colour range ±lim).
+
+x̂0 is shown on [−1, 1], the data range; x_t and ε̂ (standard-normal scale) on [−2.5, 2.5].
+The scrubber and the static contact sheet (:func:`diffusion_lib.lesson_plots.contact_sheet`)
+both use these, so the two pictures always agree.
+"""
+
+
+def points_frame_limit(frames: Frames, i: int) -> float:
+    """A square half-width that frames every x_t and x̂0 of frame ``i`` (10 % margin, ≥ 1).
+
+    Early frames are spread like N(0, I), late ones like the data: one fixed frame for all
+    would leave the data a speck in the middle (or cut off x_T).
+    """
+    both = torch.cat([frames.x_t[i], frames.x0[i]]).abs()
+    return max(1.0, 1.1 * float(both.max()))
+
+
+def draw_points_frame(ax: Axes, frames: Frames, i: int, max_arrows: int = 150,
+                      lim: float | None = None) -> None:
+    """Draw frame ``i`` of 2-D data into ``ax``: x_t (grey), x̂0 (orange) and −ε̂ arrows (blue).
+
+    ``lim=None`` frames the points (:func:`points_frame_limit`).
+    """
     x_t, x0, eps = frames.x_t[i].numpy(), frames.x0[i].numpy(), frames.eps[i].numpy()
-    fig = Figure(figsize=(4.2, 4.2))
-    ax = fig.subplots()
+    lim = points_frame_limit(frames, i) if lim is None else lim
     ax.scatter(x_t[:, 0], x_t[:, 1], s=4, c="0.6", label="x_t")
     ax.scatter(x0[:, 0], x0[:, 1], s=4, c="tab:orange", label="x̂0 (predicted)")
     k = min(max_arrows, len(x_t))
     ax.quiver(
         x_t[:k, 0], x_t[:k, 1], -eps[:k, 0], -eps[:k, 1],
-        angles="xy", scale_units="xy", scale=4.0, width=0.004, color="tab:blue", alpha=0.6,
+        angles="xy", scale_units="xy", scale=14.0 / lim, width=0.004, color="tab:blue",
+        alpha=0.6,
     )  # fmt: skip
     ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
     ax.set_title(f"t = {frames.t[i]}", fontsize=10)
-    ax.legend(loc="upper right", fontsize=7, markerscale=3)
-    return _png(fig)
 
 
-def render_images(frames: Frames, i: int, max_images: int = 8) -> bytes:
-    """PNG of frame ``i`` for images: rows x_t, x̂0 and ε̂ for up to ``max_images`` samples.
+def draw_image_frame(axes: Sequence[Sequence[Axes]], frames: Frames, i: int) -> None:
+    """Draw frame ``i`` of images into a grid of axes, one row per :data:`IMAGE_ROWS` entry.
 
-    x̂0 is shown on [−1, 1]; x_t and ε̂ (standard-normal scale) on [−2.5, 2.5].
+    ``axes[r][c]`` shows sample c of row r; as many samples as there are columns.
     """
-    n = min(max_images, frames.x_t.shape[1])
-    rows = [("x_t", frames.x_t[i], 2.5), ("x̂0", frames.x0[i], 1.0), ("ε̂", frames.eps[i], 2.5)]
-    fig = Figure(figsize=(0.9 * n + 0.6, 3.0))
-    axes = fig.subplots(3, n, squeeze=False)
-    for r, (name, batch, lim) in enumerate(rows):
-        for c in range(n):
-            ax = axes[r][c]
+    for r, (name, attr, lim) in enumerate(IMAGE_ROWS):
+        batch = getattr(frames, attr)[i]
+        for c, ax in enumerate(axes[r]):
             ax.imshow(batch[c, 0].numpy(), cmap="gray", vmin=-lim, vmax=lim)
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(name, fontsize=10)
+
+
+def render_points(frames: Frames, i: int, max_arrows: int = 150, lim: float | None = None) -> bytes:
+    """PNG of frame ``i`` for 2-D data: x_t, x̂0 and the −ε̂ arrows (framed to the points)."""
+    fig = Figure(figsize=(4.2, 4.2))
+    ax = fig.subplots()
+    draw_points_frame(ax, frames, i, max_arrows, lim)
+    ax.legend(loc="upper right", fontsize=7, markerscale=3)
+    return _png(fig)
+
+
+def render_images(frames: Frames, i: int, max_images: int = 8) -> bytes:
+    """PNG of frame ``i`` for images: rows x_t, x̂0 and ε̂ (:data:`IMAGE_ROWS`), ≤ ``max_images``."""
+    n = min(max_images, frames.x_t.shape[1])
+    fig = Figure(figsize=(0.9 * n + 0.6, 3.0))
+    draw_image_frame(fig.subplots(len(IMAGE_ROWS), n, squeeze=False), frames, i)
     fig.suptitle(f"t = {frames.t[i]}", fontsize=10)
     fig.tight_layout()
     return _png(fig)
@@ -168,7 +204,8 @@ class TimestepScrubber:
         label: ``HTML`` with t and ᾱ_t.
         bar: ``HTML`` signal/noise bar.
         image: ``Image`` with the rendered frame (PNG bytes).
-        widget: the whole ``VBox``; display it (or let the cell return it).
+        widget: the whole ``VBox``. Display the scrubber itself (let the cell return
+            it): it shows this widget, with a one-line text fallback.
     """
 
     def __init__(self, frames: Frames, title: str = "") -> None:
@@ -225,7 +262,18 @@ class TimestepScrubber:
     def _on_change(self, change: dict) -> None:
         self.show(int(change["new"]))
 
-    def _ipython_display_(self) -> None:  # pragma: no cover - exercised in notebooks
-        from IPython.display import display
+    def _repr_mimebundle_(self, **kwargs: object) -> dict:
+        """Display as the widget, with a one-line text fallback.
 
-        display(self.widget)
+        Where no kernel runs the widget (GitHub, a saved notebook whose widget state was
+        stripped), a viewer shows ``text/plain``: one line saying what is missing, not the
+        widget's ``VBox(children=…)`` repr.
+        """
+        view = {"version_major": 2, "version_minor": 0, "model_id": self.widget.model_id}
+        return {"text/plain": self.text_fallback(),
+                "application/vnd.jupyter.widget-view+json": view}
+
+    def text_fallback(self) -> str:
+        """The one line shown where the widget cannot run."""
+        return (f"[timestep scrubber: {len(self.frames)} frames, t = {self.frames.t[0]} … "
+                f"{self.frames.t[-1]}; interactive: run the notebook to scrub]")

@@ -20,7 +20,7 @@
 # Every formula below is checked by an `assert` against `diffusion_lib`, the library
 # all notebooks share.
 #
-# *Run time:* about 6 s top to bottom on a small 2-core CPU (measured with one torch thread);
+# *Run time:* about 12 s top to bottom on a small 2-core CPU (measured with one torch thread);
 # a busy shared CPU, such as Colab's free one, can take a few times longer. A CUDA GPU is used
 # when present.
 
@@ -60,13 +60,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from diffusion_lib import (
-    cosine_schedule,
-    default_device,
-    linear_schedule,
-    make_schedule,
-    sigmoid_schedule,
-)
+from diffusion_lib import cosine_schedule, default_device, linear_schedule, sigmoid_schedule
 from diffusion_lib.data import load_digits_split, sample_moons
 from diffusion_lib.viz import image_row, plot_schedules, scatter_points
 
@@ -183,6 +177,41 @@ for ax, t in zip(axes, [0, 100, 200, 400, 999], strict=True):
 plt.show()
 
 # %% [markdown]
+# **The whole forward process in one picture.** For a 1-D mixture of three narrow
+# Gaussians the noisy marginal p_t(x) = Σ_k π_k N(x; √ᾱ_t m_k, ᾱ_t s_k² + 1 − ᾱ_t) is known
+# exactly (`GaussianMixtureOracle.log_prob`), so we can draw it for every t as a heat map
+# (left) and set beside it a histogram of 200,000 data samples pushed through `q_sample`
+# (right). The three modes blur into one standard normal, and the two pictures agree.
+
+# %%
+from diffusion_lib import GaussianMixtureOracle
+from diffusion_lib.lesson_plots import exact_density_over_time, noised_density_over_time
+
+mixture = GaussianMixtureOracle(linear, means=[[-0.7], [0.1], [0.6]], stds=[0.06, 0.1, 0.05],
+                                weights=[0.3, 0.3, 0.4])
+ts_density = list(range(0, T, 10))
+edges = torch.linspace(-3, 3, 121)
+centres = (edges[:-1] + edges[1:]) / 2
+exact = exact_density_over_time(mixture, ts_density, centres)
+x0_1d = mixture.sample_data(200_000, generator=torch.Generator().manual_seed(4))
+measured = noised_density_over_time(x0_1d, linear, ts_density, edges, seed=5)
+
+# %%
+from diffusion_lib.lesson_plots import plot_density_over_time
+
+fig = plot_density_over_time({"exact p_t (oracle)": exact,
+                              "histogram of q_sample(x_0, t)": measured}, ts_density, (-3, 3))
+plt.show()
+
+# %%
+gap = np.abs(exact - measured).sum(axis=1) * float(edges[1] - edges[0]) / 2  # TV distance per t
+print(f"total-variation distance exact vs histogram: at most {gap.max():.3f} over all t; "
+      f"p_t at t = 999 vs N(0, 1): max |Δ| = "
+      f"{np.abs(exact[-1] - np.exp(-centres.numpy() ** 2 / 2) / math.sqrt(2 * math.pi)).max():.4f}")
+assert gap.max() < 0.05  # exact and measured agree at every t
+assert np.allclose(exact.sum(axis=1) * float(edges[1] - edges[0]), 1, atol=0.01)
+
+# %% [markdown]
 # ## 4. Checking the closed form empirically
 #
 # Two checks, both with many draws:
@@ -236,7 +265,7 @@ for t, (m, v) in checkpoints.items():
 fig, ax = plt.subplots(figsize=(5, 3))
 for name, s in schedules.items():
     ax.plot(s.sqrt_alphas_cumprod.numpy(), label=f"{name}: √ᾱ (signal)")
-ax.set_xlabel("t")
+ax.set(xlabel="t", ylabel="√ᾱ_t (signal amplitude)")
 ax.legend(fontsize=8)
 plt.show()
 
@@ -249,6 +278,9 @@ assert cos_a[250] > lin_a[250]
 
 # %% [markdown]
 # ## 6. Why the sampler's arithmetic stays in float32
+#
+# *This is the series' one section on sampler precision; notebook 06 (speed, bf16/fp16
+# networks) refers back here.*
 #
 # Half precision is tempting: half the memory, faster matrix units. But "the sampler in
 # fp16" has to be *measured* on a whole run, not argued from one quantity at one t. Below,
@@ -268,51 +300,27 @@ assert cos_a[250] > lin_a[250]
 # (the mean of x − x_fp32 over the 20,000 samples) isolates the arithmetic.
 
 # %%
-def chapter_loop(schedule, n, dtype, eps_dtype, clip, schedule_dtype=torch.float64, seed=0):
-    """The chapter's DDPM loop with σ² = β, every operation in `dtype`; data N(0.3, 0.2²)."""
-    g = torch.Generator().manual_seed(seed)
-    a = torch.tensor(schedule.alphas_cumprod_f64).to(schedule_dtype)
-    a_prev = torch.cat([torch.ones(1, dtype=a.dtype), a[:-1]])
-    beta = 1 - a / a_prev
-    c = {
-        "1/√ᾱ": (1 / a).sqrt(), "√(1/ᾱ−1)": (1 / a - 1).sqrt(),
-        "coef1": beta * a_prev.sqrt() / (1 - a), "coef2": (1 - a_prev) * (1 - beta).sqrt() / (1 - a),
-        "1/√α": (1 - beta).rsqrt(), "β/√(1−ᾱ)": beta / (1 - a).sqrt(), "σ": beta.sqrt(),
-    }
-    c = {k: v.to(dtype) for k, v in c.items()}
-    x = torch.randn(n, generator=g).to(dtype)
-    for t in reversed(range(len(a))):
-        at = a[t].double()
-        eps = (1 - at).sqrt() * (x.double() - at.sqrt() * 0.3) / (at * 0.04 + 1 - at)
-        eps = eps.to(eps_dtype).to(dtype)  # the "model output", rounded like the network's
-        if clip:
-            x0 = (c["1/√ᾱ"][t] * x - c["√(1/ᾱ−1)"][t] * eps).clamp(-1, 1)
-            mean = c["coef1"][t] * x0 + c["coef2"][t] * x
-        else:
-            mean = c["1/√α"][t] * (x - c["β/√(1−ᾱ)"][t] * eps)
-        z = torch.randn(n, generator=g).to(dtype)
-        x = mean + c["σ"][t] * z if t > 0 else mean
-    return x.float()
+# the chapter's loop with every operation in one dtype (source: diffusion_lib/fp_lesson.py)
+from diffusion_lib.fp_lesson import chapter_loop_in_dtype, precision_summary
 
-
+# the four ways: (sampler dtype, ε̂ dtype, dtype ᾱ is stored in)
 half, bf16, f32 = torch.float16, torch.bfloat16, torch.float32
 ways = {"fp32": (f32, f32, torch.float64), "bf16 ε̂, fp32 sampler": (f32, bf16, torch.float64),
         "fp16 sampler": (half, half, torch.float64), "fp16 schedule too": (half, half, half)}
+
+# %%
 fp = {}
 print(f"{'schedule':8s} {'form':5s} {'arithmetic':22s} {'NaN/inf':>8s} {'mean':>7s} {'sd':>7s}"
       f" {'paired Δ mean':>14s}")
 for name in ["linear", "cosine"]:
     for form in ["ε", "clip"]:
-        ref = chapter_loop(schedules[name], 20_000, f32, f32, form == "clip")
+        ref = chapter_loop_in_dtype(schedules[name], 20_000, f32, f32, form == "clip")
         for way, (dtype, eps_dtype, sched_dtype) in ways.items():
-            x = chapter_loop(schedules[name], 20_000, dtype, eps_dtype, form == "clip", sched_dtype)
-            ok = torch.isfinite(x)
-            nan_share = 1 - ok.float().mean().item()
-            mean, sd = (x[ok].mean().item(), x[ok].std().item()) if ok.any() else (math.nan,) * 2
-            delta = (x - ref)[ok].mean().item() if ok.any() else math.nan
-            fp[name, form, way] = (nan_share, mean, sd, delta)
-            print(f"{name:8s} {form:5s} {way:22s} {nan_share:8.1%} {mean:7.3f} {sd:7.3f} "
-                  f"{delta:+14.4f}")
+            x = chapter_loop_in_dtype(schedules[name], 20_000, dtype, eps_dtype, form == "clip",
+                                      sched_dtype)
+            fp[name, form, way] = precision_summary(x, ref)
+            print(f"{name:8s} {form:5s} {way:22s} {fp[name, form, way][0]:8.1%} "
+                  + "{:7.3f} {:7.3f} {:+14.4f}".format(*fp[name, form, way][1:]))
 
 # %%
 for name in ["linear", "cosine"]:
@@ -349,18 +357,22 @@ assert abs(fp["cosine", "ε", "fp16 sampler"][3]) > 10 * abs(fp["linear", "clip"
 # ## Exercises
 #
 # Each exercise has a solution cell below it (collapsed in JupyterLab; click to expand).
-# Try it first in a new cell; the solution ends with `assert`s that check it.
+# Each starts with a prediction: write it down, then test it in a new cell; the solution
+# ends with `assert`s that check it.
 #
-# **Exercise 1.** For the linear and the cosine schedule, find the first t at which
-# SNR(t) < 1 (the "half signal, half noise" point).
+# **Exercise 1.** *Predict:* SNR(t) < 1 means ᾱ_t < ½. Using section 2's printout, at which t
+# do you expect the linear and the cosine schedule to cross it, and which one later?
+# *Test:* find the first t at which SNR(t) < 1 for both.
 #
-# **Exercise 2.** Implement `my_q_sample(x0, t, noise, schedule)` for a batch in which every
-# sample has its own t, using only `schedule.alphas_cumprod`. Check it against
-# `schedule.q_sample`.
+# **Exercise 2.** *Predict:* for a batch with t = 0, 10, 500, 999, which samples should look
+# like the digit and which like noise? *Test:* implement `my_q_sample(x0, t, noise,
+# schedule)` for a batch in which every sample has its own t, using only
+# `schedule.alphas_cumprod`, and check it against `schedule.q_sample`.
 #
-# **Exercise 3.** `linear_schedule(T)` scales β by 1000/T. Show that with T = 100 the
-# final ᾱ is still below 10⁻³ (the end is still "pure noise"), and that without the
-# scaling it would not be.
+# **Exercise 3.** `linear_schedule(T)` scales β by 1000/T. *Predict:* with T = 100 and *no*
+# scaling (β from 10⁻⁴ to 0.02), is the final ᾱ close to 0 or not? (Estimate ᾱ_T ≈
+# exp(−Σβ).) *Test:* show that with the scaling the final ᾱ is below 10⁻³ (the end is still
+# "pure noise"), and that without it, it is not.
 
 # %% jupyter={"source_hidden": true}
 # Solution 1
@@ -389,6 +401,8 @@ assert torch.allclose(my_q_sample(x0_batch, t_batch, noise_batch, linear),
 
 # %% jupyter={"source_hidden": true}
 # Solution 3
+from diffusion_lib import make_schedule
+
 short = make_schedule("linear", 100)
 unscaled_end = np.prod(1 - np.linspace(1e-4, 0.02, 100))
 print(f"T = 100: ᾱ_end = {short.alphas_cumprod[-1]:.2e} scaled, {unscaled_end:.2f} unscaled")
@@ -399,7 +413,8 @@ assert short.alphas_cumprod[-1] < 1e-3 < unscaled_end
 #
 # - A schedule is just β_t; α_t, ᾱ_t, SNR, β̃_t and the posterior coefficients all follow,
 #   and `NoiseSchedule` computes them in float64 and stores float32.
-# - `q_sample` jumps to any t in one step; its moments and the step-by-step chain agree.
+# - `q_sample` jumps to any t in one step; its moments and the step-by-step chain agree, and
+#   for a 1-D mixture the exact marginal p_t matches a histogram of noised samples at every t.
 # - The linear schedule destroys most of the signal early; cosine keeps it longer.
 # - 1/√ᾱ reaches ~157 (linear) and ~2·10⁴ (cosine) at the last step: keep sampler maths
 #   in float32.
