@@ -374,9 +374,10 @@ axes[1].set(xlabel="w", ylabel="FD (lower is better)")
 axes[2].plot(ws[1:], [r["diversity"] for r in rows_[1:]], "o-", label="samples")
 axes[2].plot(ws[:1], [rows_[0]["diversity"]], "x", color="gray", label="w = 0 (not within-class)")
 axes[2].axhline(rows_[0]["diversity_real"], color="k", ls="--", label="real digits")
-axes[2].set(xlabel="w", ylabel="within-class diversity")
+axes[2].set(xlabel="w", ylabel="diversity (within class)")
 for ax in axes[1:]:
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
+fig.subplots_adjust(wspace=0.4)
 plt.show()
 
 # %%
