@@ -56,29 +56,21 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from diffusion_lib import (
-    cosine_schedule,
-    ddim_step,
-    default_device,
-    sample,
-    sample_progressive,
-    sampling_schedule,
-)
+from diffusion_lib import ddim_step, default_device, sample, sample_progressive, sampling_schedule
 from diffusion_lib.device import exact_fp32
-from diffusion_lib.experiments import SamplerSetting, read_results, sampler_grid
-from diffusion_lib.metrics import load_classifier
-from diffusion_lib.oracle import exact_moments
+from diffusion_lib.oracle import GaussianOracle, exact_moments
 from diffusion_lib.pretrained import load_pretrained
-from diffusion_lib.sampling import naive_strided_timesteps, timestep_spacing
+from diffusion_lib.sampling import naive_strided_timesteps
 from diffusion_lib.viz import image_row
 
+# %%
 device = default_device()
 print(f"device: {device}")
 on_gpu = device.type == "cuda"
 model, schedule = load_pretrained("digits", device=device)
-classifier = load_classifier(device="cpu")
 T = schedule.num_steps
 
+# %%
 # one network call on a batch of 100 digits: the unit of cost
 x = torch.randn(100, 1, 8, 8, device=device)
 t = torch.full((100,), 500, device=device)
@@ -133,22 +125,48 @@ print(f"last step t = {last.t}: added noise std {added:.4f} (√(1 − ᾱ_0) = 
 assert last.t == 0 and abs(added - 0.01) < 0.003
 
 # %%
-sd = {}
-for steps in (10, 100, 1000):
-    sd["naive", steps] = exact_moments(schedule, "naive_strided", steps=steps, std=0.2)[1]
-    sd["DDPM σ²=β̃", steps] = exact_moments(schedule, "ddpm", steps=steps, std=0.2)[1]
-    sd["DDIM η=0", steps] = exact_moments(schedule, "ddim", steps=steps, std=0.2)[1]
-print("output sd for data sd 0.2   10 steps  100 steps  1000 steps")
-for name in ("naive", "DDPM σ²=β̃", "DDIM η=0"):
-    print(f"{name:26s}" + "".join(f"{sd[name, n]:10.3f}" for n in (10, 100, 1000)))
-assert sd["naive", 1000] < 0.15 and sd["naive", 10] < sd["naive", 100] < sd["naive", 1000]
+STEPS = (10, 25, 50, 100, 1000)
+rows_exact = {"naive strided": dict(sampler="naive_strided"),
+              "DDPM σ²=β": dict(sampler="ddpm", variance="beta"),
+              "DDPM σ²=β̃": dict(sampler="ddpm"), "DDIM η=0": dict(sampler="ddim"),
+              "DDIM η=1": dict(sampler="ddim", eta=1.0)}
+sd = {(name, n): exact_moments(schedule, steps=n, std=0.2, **kw)[1]
+      for name, kw in rows_exact.items() for n in STEPS}
+print("exact output sd, data sd 0.2" + "".join(f"{n:>8d}" for n in STEPS) + "  steps")
+for name in rows_exact:
+    print(f"{name:28s}" + "".join(f"{sd[name, n]:8.3f}" for n in STEPS))
+assert sd["naive strided", 1000] < 0.15
+naive_sds = [sd["naive strided", n] for n in STEPS]
+assert naive_sds == sorted(naive_sds)  # more steps: wider, towards its wrong limit
 assert abs(sd["DDPM σ²=β̃", 1000] - 0.2) < 0.005 and abs(sd["DDIM η=0", 1000] - 0.2) < 0.005
+assert all(abs(sd["DDIM η=1", n] - sd["DDPM σ²=β̃", n]) < 1e-9 for n in STEPS)
+
+# %% [markdown]
+# These numbers are exact for an exact ε̂, but they come from a recursion, not from the
+# sampler. So we run the library's own `sample` with the Gaussian oracle (the exact ε̂ for
+# data N(0, 0.2²)) on 20,000 one-pixel samples and check the measured sd against the exact
+# one; the standard error of an sd from n Gaussian draws is sd/√(2n).
+
+# %%
+oracle = GaussianOracle(schedule, mean=0.0, std=0.2)  # no weights: pass device= to sample
+N_MC = 20_000
+for name, n in [("naive strided", 10), ("DDPM σ²=β", 25), ("DDPM σ²=β̃", 25), ("DDIM η=0", 50)]:
+    kw = dict(rows_exact[name], x0_mode="none") if name != "naive strided" else rows_exact[name]
+    x_mc = sample(oracle, schedule, (N_MC, 1), steps=n, seed=0, device=device, progress=False,
+                  **kw)
+    se = sd[name, n] / (2 * N_MC) ** 0.5
+    print(f"{name:14s} {n:4d} steps: measured sd {x_mc.std():.4f}, exact {sd[name, n]:.4f} "
+          f"(± {2 * se:.4f})")
+    assert abs(x_mc.std().item() - sd[name, n]) < 4 * se
 
 # %% [markdown]
 # The chapter's sampler ends at sd 0.139 even with every one of the 1000 steps, about
-# 1/√2 of the data's 0.2; DDPM and DDIM reach 0.196 and 0.199. More steps only bring the
-# naive sampler closer to its wrong limit. (With 10 steps all three are far too narrow:
-# few steps shrink a narrow distribution, whatever the sampler.)
+# 1/√2 of the data's 0.2; DDPM (σ² = β̃) and DDIM reach 0.196 and 0.199. More steps only
+# bring the naive sampler closer to its wrong limit. With few steps every sampler is off:
+# σ² = β̃ and DDIM η = 0 shrink this narrow distribution at every step count in the table,
+# σ² = β shrinks it at 10 steps and widens it from 25 on (notebook 02 has the reason: the
+# exact reverse variance lies between β̃ and β). The measured sds agree with the exact ones
+# within their intervals. DDIM η = 1 and DDPM σ² = β̃ print the same row: section 3 shows why.
 
 # %% [markdown]
 # ## 2. Respacing: the right way to skip steps with DDPM
@@ -189,33 +207,75 @@ plt.show()
 # The middle term is the "direction pointing to x_t": unlike the strided sampler, DDIM keeps
 # the noise it already has. η = 0 adds no fresh noise (deterministic: the same x_T always
 # gives the same image); η = 1 is exactly DDPM with σ² = β̃ on the respaced schedule.
+#
+# <details><summary><b>Derivation: why any σ ≤ √(1 − ᾱ_prev) keeps the marginals, and why
+# η = 1 gives σ² = β̃</b> (click to open)</summary>
+#
+# The model was trained only on the marginals q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I), so
+# a reverse step is valid when it maps them onto each other. Take a sample of that
+# marginal, x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε with ε ~ N(0, I), and give the step the true
+# x_0 (then ε̂ = ε). The step computes
+#
+# x_prev = √ᾱ_prev x_0 + √(1 − ᾱ_prev − σ²) ε + σ z,  z ~ N(0, I) independent of ε.
+#
+# Given x_0 that is √ᾱ_prev x_0 plus two independent zero-mean Gaussians, so x_prev | x_0 is
+# Gaussian with mean √ᾱ_prev x_0 and variance (1 − ᾱ_prev − σ²) + σ² = 1 − ᾱ_prev: exactly
+# q(x_prev | x_0). That holds for every σ with σ² ≤ 1 − ᾱ_prev (the square root must be
+# real). σ only decides how much of x_prev's noise is the old ε, kept, and how much is
+# fresh z. At σ² = 1 − ᾱ_prev all of it is fresh: the chapter's strided step, which would
+# be fine with the true x_0 and fails (section 1) because it plugs in the mean x̂0.
+#
+# Which σ makes the step DDPM's posterior q(x_prev | x_t, x_0)? Its variance is
+# β̃ = β (1 − ᾱ_prev)/(1 − ᾱ_t), with the step's own β = 1 − ᾱ_t/ᾱ_prev on the respaced
+# schedule. DDIM's σ(η)² = η² (1 − ᾱ_prev)/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_prev) is that at η = 1.
+# The means agree too: with ε = (x_t − √ᾱ_t x_0)/√(1 − ᾱ_t), the coefficient of x_t is
+# √(1 − ᾱ_prev − β̃)/√(1 − ᾱ_t), and since 1 − ᾱ_t − β = α_t (1 − ᾱ_prev) this is
+# (1 − ᾱ_prev) √α_t/(1 − ᾱ_t), DDPM's posterior coefficient of x_t.
+# </details>
+#
+# The cell below checks each step of this against the library's `ddim_step`, exactly: for
+# a fixed x_0, the step is affine in (ε, z), x_prev = m + a ε + b z, so three calls, at
+# (ε, z) = (0, 0), (1, 0) and (0, 1), read off m, a and b. The marginal is kept when
+# m = √ᾱ_prev x_0 and a² + b² = 1 − ᾱ_prev; b is σ.
 
 # %%
-x_T = torch.randn(10, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-digits_ = torch.arange(10)
-rows = {
-    "naive 25": sample(model, schedule, x_T.shape, sampler="naive_strided", steps=25, x_T=x_T,
-                       labels=digits_, seed=2, progress=False),
-    "DDPM 25": sample(model, schedule, x_T.shape, steps=25, x_T=x_T, labels=digits_, seed=2,
-                      progress=False),
-    "DDIM 25": sample(model, schedule, x_T.shape, sampler="ddim", steps=25, x_T=x_T,
-                      labels=digits_, seed=2, progress=False),
-    "DDIM 10": sample(model, schedule, x_T.shape, sampler="ddim", steps=10, x_T=x_T,
-                      labels=digits_, seed=2, progress=False),
-}
+walk = sampling_schedule(schedule, 25)  # the library's default spacing, trailing
+x0 = 0.7  # any fixed x_0
+eps_z = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], device=device)  # (ε, z) per row
+worst = {"mean": 0.0, "variance": 0.0, "σ² vs β̃ at η = 1": 0.0}
+for i in range(1, walk.num_steps):
+    a_t, a_prev = walk.alphas_cumprod_f64[i], walk.alphas_cumprod_f64[i - 1]
+    x_t = a_t**0.5 * x0 + (1 - a_t) ** 0.5 * eps_z[:, :1]  # (3, 1), made with ε
+    for eta in (0.0, 0.5, 1.0):
+        out = ddim_step(walk, x_t, i, eps_z[:, :1], eps_z[:, 1:], eta=eta, x0_mode="none")
+        m, a, b = (v.item() for v in (out.x_prev[0, 0], *(out.x_prev[1:, 0] - out.x_prev[0, 0])))
+        worst["mean"] = max(worst["mean"], abs(m - a_prev**0.5 * x0))
+        worst["variance"] = max(worst["variance"], abs(a**2 + b**2 - (1 - a_prev)))
+    beta_tilde = walk.posterior_variance[i].item()  # the library's β̃ of the respaced step
+    worst["σ² vs β̃ at η = 1"] = max(worst["σ² vs β̃ at η = 1"], abs(b**2 - beta_tilde))
+print(", ".join(f"max |Δ {k}| = {v:.1e}" for k, v in worst.items()))
+assert all(v < 1e-5 for v in worst.values())
+
+# %%
+x_T = torch.randn(10, 1, 8, 8, generator=torch.Generator().manual_seed(1)).to(device)
+common = dict(x_T=x_T, labels=torch.arange(10, device=device), seed=2, progress=False)
+settings = {"naive 25": ("naive_strided", 25), "DDPM 25": ("ddpm", 25),
+            "DDIM 25": ("ddim", 25), "DDIM 10": ("ddim", 10)}
+rows = {name: sample(model, schedule, x_T.shape, sampler=sampler, steps=n, **common)
+        for name, (sampler, n) in settings.items()}
 fig, axes = plt.subplots(len(rows), 10, figsize=(8, 3.4))
 for r, (name, x) in enumerate(rows.items()):
     image_row(x, axes=axes[r], ylabel=name)
+fig.subplots_adjust(left=0.12)
 plt.show()
 
+# %%
 # DDIM η = 1 and DDPM σ² = β̃ on the same respaced schedule: the same sampler. On a GPU,
 # convolutions round in TF32 by default, which would blow one-ulp differences up to ~1e-3;
 # exact_fp32() keeps them fp32 for this check (on a CPU it changes nothing).
 with exact_fp32():
-    ddim_eta1 = sample(model, schedule, x_T.shape, sampler="ddim", eta=1.0, steps=25, x_T=x_T,
-                       labels=digits_, seed=2, progress=False)
-    ddpm_25 = sample(model, schedule, x_T.shape, steps=25, x_T=x_T, labels=digits_, seed=2,
-                     progress=False)
+    ddim_eta1 = sample(model, schedule, x_T.shape, sampler="ddim", eta=1.0, steps=25, **common)
+    ddpm_25 = sample(model, schedule, x_T.shape, steps=25, **common)
 print(f"max |DDIM η=1 − DDPM β̃| = {(ddim_eta1 - ddpm_25).abs().max():.1e}")
 assert torch.allclose(ddim_eta1, ddpm_25, atol=1e-4)
 
@@ -224,12 +284,11 @@ assert torch.allclose(ddim_eta1, ddpm_25, atol=1e-4)
 # library's `ddim_step` (which computes its coefficients in float64 once per schedule):
 
 # %%
-walk = sampling_schedule(schedule, 25)  # the library's default spacing, trailing
 i = 17  # a step in the middle of the walk
-x_i = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(3))
-z_i = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+x_i = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(3)).to(device)
+z_i = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(4)).to(device)
 with torch.no_grad():
-    eps_i = model(x_i, walk.timesteps[i].repeat(4), torch.arange(4))
+    eps_i = model(x_i, walk.timesteps[i].repeat(4), torch.arange(4, device=device))
 a_t, a_prev = walk.alphas_cumprod_f64[i], walk.alphas_cumprod_f64[i - 1]
 for eta in (0.0, 0.5):
     x0_hat = (x_i - (1 - a_t) ** 0.5 * eps_i) / a_t**0.5
@@ -249,6 +308,9 @@ for eta in (0.0, 0.5):
 # - **trailing**: evenly, counted back from T − 1 (always includes it; Lin et al. 2024).
 
 # %%
+from diffusion_lib import cosine_schedule
+from diffusion_lib.sampling import timestep_spacing
+
 for spacing in ["leading", "linspace", "trailing"]:
     ts = timestep_spacing(T, 10, spacing)
     print(f"{spacing:9s} {ts.tolist()}   first ᾱ = {schedule.alphas_cumprod_f64[ts[-1]]:.2e}")
@@ -273,15 +335,15 @@ assert cos_a[900] > 0.02 and timestep_spacing(T, 501, "leading")[-1] == 500
 # %% [markdown]
 # ## 5. Measured: time and quality
 #
-# Every row samples digits 0…9 in turn, then scores them with our digit classifier
-# (accuracy: does the image show the requested digit?) and the Fréchet distance of its
-# features to held-out real digits (FD). The floor is two *real* sets compared the same way:
-# the same n and the same class counts. Both carry the small-sample bias of FD, so compare
-# a row with its floor, not with zero; "±" is the spread over 10 splits of the real digits.
-#
-# First a small slice, live, on this machine:
+# Every row samples digits 0…9 in turn and scores them with accuracy and FD against their
+# real-vs-real floor (notebook 02's "metrics used in this series" box says how to read FD);
+# "±" is the spread over 10 splits of the real digits. First a small slice, live:
 
 # %%
+from diffusion_lib.experiments import SamplerSetting, read_results, sampler_grid
+from diffusion_lib.metrics import load_classifier
+
+classifier = load_classifier(device="cpu")
 N_LIVE = 200 if on_gpu else 60
 live_settings = [SamplerSetting("naive_strided", 25), SamplerSetting("ddpm", 25),
                  SamplerSetting("ddim", 25), SamplerSetting("ddim", 10)]
@@ -296,12 +358,11 @@ gaps = [abs(a["fd"] - b["fd"]) / (a["fd_sd"] ** 2 + b["fd_sd"] ** 2) ** 0.5
 print(f"largest FD gap between two rows, in units of their combined spread: {max(gaps):.1f}")
 
 # %% [markdown]
-# At n = 60 no two rows differ by even twice their combined spread, and several sit inside
-# the floor's own spread, some below its value (small-n FD rewards sets with less variance
-# than real digits; that is not "better than real"). So this live slice shows only that
-# each sampler runs and draws the requested digits; the exact moments of section 1 and the
-# committed table below carry the comparison. The full grid takes tens of minutes on a CPU, so it lives in `benchmarks/` and its result is
-# committed; re-run it with `python benchmarks/fewer_steps.py`. DDIM η = 1 and DDPM σ² = β̃
+# At n = 60 no two rows differ by even twice their combined spread, so this live slice
+# shows only that each sampler runs and draws the requested digits; the exact moments of
+# section 1 and the committed table below carry the comparison. The full grid takes tens of
+# minutes on a CPU, so it lives in `benchmarks/` and its result is committed; re-run it
+# with `python benchmarks/fewer_steps.py`. DDIM η = 1 and DDPM σ² = β̃
 # are the same sampler, so their lines coincide.
 
 # %%
@@ -309,18 +370,19 @@ table = read_results("fewer_steps")
 assert table is not None, "run python benchmarks/fewer_steps.py first"
 print(table["command"], "|", table["env"], "| n =", table["n"])
 rows = [r for r in table["rows"] if r["spacing"] == "leading" or r["sampler"] == "naive_strided"]
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+fig, ax = plt.subplots(figsize=(8, 3.4))
 for name in dict.fromkeys(r["name"] for r in rows):
     rs = sorted((r for r in rows if r["name"] == name), key=lambda r: r["steps"])
-    steps_ = [r["steps"] for r in rs]
-    axes[0].plot(steps_, [r["fd"] for r in rs], "o-", label=name)
-    axes[1].plot(steps_, [r["accuracy"] for r in rs], "o-", label=name)
+    ax.plot([r["steps"] for r in rs], [r["fd"] for r in rs], "o-", label=name)
 floor = np.mean([r["fd_floor"] for r in rows])
-axes[0].axhline(floor, color="k", lw=0.8, ls="--", label="real-vs-real floor")
-axes[0].set(xscale="log", yscale="log", xlabel="steps", ylabel="FD (lower is better)")
-axes[1].set(xscale="log", xlabel="steps", ylabel="class accuracy", ylim=(0.8, 1.01))
-axes[0].legend(fontsize=7)
+ax.axhline(floor, color="k", lw=0.8, ls="--", label="real-vs-real floor")
+ax.set(xscale="log", yscale="log", xlabel="steps", ylabel="FD (lower is better)")
+ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+fig.subplots_adjust(right=0.7)
 plt.show()
+accuracies = [r["accuracy"] for r in rows]
+print(f"accuracy (not plotted: saturated) ranges from {min(accuracies):.1%} to "
+      f"{max(accuracies):.1%} over these rows")
 
 # %%
 for r in table["rows"]:
@@ -345,6 +407,7 @@ def model_calls(r):
     return r["steps"]
 
 
+# %%
 base, strided = row("DDPM σ²=β̃", 1000), row("naive strided (chapter)", 250)
 ddim50 = row("DDIM η=0", 50)
 for label, r in [("DDPM 1000", base), ("strided 250", strided), ("DDIM 50", ddim50)]:
@@ -379,14 +442,20 @@ for label, r, chapter_says in claims:
 # %% [markdown]
 # ## Exercises
 #
+# Each one: write down your prediction first, then run the test.
+#
 # **Exercise 1.** For T = 1000, which step counts n ≤ 100 make the chapter's sampler visit
-# exactly n timesteps?
+# exactly n timesteps? Predict from k = T // n, then check with `naive_strided_timesteps`.
 #
-# **Exercise 2.** Show that a respaced schedule keeps ᾱ at every kept step but has larger β
-# than the original at those steps (the jumps are bigger).
+# **Exercise 2.** Respace to 50 linspace steps. Predict: at the kept timesteps, is ᾱ the
+# same as the original's, and is β larger, smaller or the same? Then test.
 #
-# **Exercise 3.** DDIM with η = 0 is deterministic in x_T. Check that 50 and 100 DDIM steps
-# from the same x_T land close to each other, much closer than two DDPM runs do.
+# **Exercise 3.** Predict: are DDIM-50 and DDIM-100 (η = 0) from the same x_T closer to each
+# other than two DDPM-100 runs from the same x_T with different seeds? Then measure the mean
+# absolute difference of each pair.
+#
+# **Exercise 4.** Section 1 ran the chapter's sampler on data of sd 0.2. Predict its output
+# sd with all 1000 steps for data N(0, 1), then compute it with `exact_moments`.
 
 # %% jupyter={"source_hidden": true}
 # Solution 1
@@ -403,8 +472,8 @@ assert torch.all(respaced.betas.cpu()[1:] > schedule.betas.cpu()[kept][1:])
 
 # %% jupyter={"source_hidden": true}
 # Solution 3
-x_T = torch.randn(20, 1, 8, 8, generator=torch.Generator().manual_seed(5))
-lab = torch.arange(20) % 10
+x_T = torch.randn(20, 1, 8, 8, generator=torch.Generator().manual_seed(5)).to(device)
+lab = torch.arange(20, device=device) % 10
 d50 = sample(model, schedule, x_T.shape, sampler="ddim", steps=50, x_T=x_T, labels=lab,
              seed=0, progress=False)
 d100 = sample(model, schedule, x_T.shape, sampler="ddim", steps=100, x_T=x_T, labels=lab,
@@ -415,6 +484,12 @@ ddim_gap, ddpm_gap = (d50 - d100).abs().mean().item(), (p1 - p2).abs().mean().it
 print(f"mean |DDIM50 − DDIM100| = {ddim_gap:.3f}, mean |DDPM run 1 − run 2| = {ddpm_gap:.3f}")
 assert ddim_gap < ddpm_gap / 2
 
+# %% jupyter={"source_hidden": true}
+# Solution 4: about 1/√2, far from 1 (the mean x̂0 drops Var[x_0 | x_t] at every step)
+sd_unit = exact_moments(schedule, "naive_strided", steps=1000, std=1.0)[1]
+print(f"naive strided, 1000 steps, data N(0, 1): output sd {sd_unit:.3f} (1/√2 = {0.5**0.5:.3f})")
+assert abs(sd_unit - 0.5**0.5) < 0.01
+
 # %% [markdown]
 # ## Summary
 #
@@ -423,7 +498,9 @@ assert ddim_gap < ddpm_gap / 2
 #   exactly), adds noise at t = 0, and can take more steps than asked. Keep it only to compare.
 # - Respacing recomputes β from the kept ᾱ, so DDPM's own step works with big jumps; the
 #   model always sees original timesteps.
-# - DDIM keeps the direction to x_t; η = 0 is deterministic, η = 1 equals respaced DDPM (β̃).
+# - DDIM's family keeps q(x_t | x_0) for any σ² ≤ 1 − ᾱ_prev (derived and checked against
+#   `ddim_step`); it keeps the direction to x_t; η = 0 is deterministic, η = 1 equals
+#   respaced DDPM (σ² = β̃).
 # - Trailing spacing starts at T − 1, where x_T really is noise.
 # - Speed-up is simply 1000 / steps; the table above says what each costs in quality.
 #

@@ -63,7 +63,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -74,11 +73,9 @@ from PIL import Image
 from diffusion_lib import default_device, sample
 from diffusion_lib.images import to_uint8
 from diffusion_lib.pretrained import load_pretrained
-from diffusion_lib.sampling import ddpm_step, q_posterior_mean
-from diffusion_lib.schedule import cosine_schedule
-from diffusion_lib.speed import AutocastModel, compile_model
 from diffusion_lib.viz import image_grid, image_row
 
+# %%
 device = default_device()
 on_gpu = device.type == "cuda"
 print(f"device: {device}")
@@ -87,113 +84,101 @@ work = Path(tempfile.mkdtemp(prefix="nb06_"))  # all files of this notebook go h
 FAST = dict(sampler="ddim", steps=10, progress=False)
 
 # %% [markdown]
-# ## 1. Batched generation with the CLI
+# ## 1. Batched generation to PNGs, resumable
 #
-# `python -m diffusion_lib generate` writes one PNG per image, a `manifest.csv` (file, index,
-# seed, label) and a `run.json` with every setting. Image *i* always uses seed `seed + i`,
-# and the model is always called with a fixed number of rows (`--model-batch`, padding the
-# last chunk), so `--batch-size` only decides memory use, never pixels.
+# `python -m diffusion_lib generate` writes one PNG per image and a `manifest.csv` (file,
+# index, seed, label); the README lists every option. Image *i* always uses seed
+# `seed + i`, and the model is always called with a fixed number of rows (padding the last
+# chunk), so `--batch-size` decides memory use, never pixels.
 
 
 # %%
-def generate(out: Path, *extra: str) -> str:
-    """Run the CLI in a child process; return its summary line."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "diffusion_lib",
-        "generate",
-        "--model",
-        "digits",
-        "-n",
-        "20",
-        "--sampler",
-        "ddim",
-        "--steps",
-        "10",
-        "--labels",
-        "0-9",
-        "--seed",
-        "0",
-        "--out",
-        str(out),
-        "--no-progress",
-        "--device",
-        device.type,
-        *extra,
-    ]
-    run = subprocess.run(cmd, capture_output=True, text=True)
+def generate(out: Path, batch_size: int) -> str:
+    """Run the CLI in a child process: 20 digits, DDIM-10; return its summary line."""
+    args = f"generate --model digits -n 20 --sampler ddim --steps 10 --labels 0-9 --seed 0 " \
+           f"--no-progress --device {device.type} --batch-size {batch_size} --out {out}"
+    run = subprocess.run([sys.executable, "-m", "diffusion_lib", *args.split()],
+                         capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     return run.stdout.strip().splitlines()[-1]
 
 
-start = time.perf_counter()
-print(generate(work / "b8", "--batch-size", "8"))
-print(f"(the CLI call took {time.perf_counter() - start:.1f} s, most of it starting Python)")
-with open(work / "b8" / "manifest.csv") as f:
-    rows = list(csv.DictReader(f))
-for row in rows[:4]:
-    print(row)
-print("run.json keys:", sorted(json.loads((work / "b8" / "run.json").read_text()))[:8], "…")
+print(generate(work / "run", batch_size=8))
+with open(work / "run" / "manifest.csv") as f:
+    print(*list(csv.DictReader(f))[:2], sep="\n")
 
 # %%
-pngs = sorted((work / "b8").glob("*.png"))
+pngs = sorted((work / "run").glob("*.png"))
 images = torch.stack([torch.from_numpy(np.array(Image.open(p))) for p in pngs])
 print(f"{len(pngs)} PNGs, {images.shape[1]}×{images.shape[2]}, dtype {images.dtype}")
 fig = image_grid(images[:, None].float(), nrow=10, vmin=0, vmax=255)
 
 # %% [markdown]
-# Same run with `--batch-size 5`: different batches, identical bytes.
+# **Resume, with another batch size.** A crash (or a killed job) leaves some PNGs missing.
+# Re-running the same command makes only those; each PNG is written to a temporary name and
+# renamed, so a half-written file never counts as done. We delete three and resume with
+# `--batch-size 5`: only three are made, and they are the same bytes as before.
 
 # %%
-print(generate(work / "b5", "--batch-size", "5"))
-for p in pngs:
-    assert (work / "b5" / p.name).read_bytes() == p.read_bytes(), p.name
-print("all 20 PNGs are byte-identical for batch sizes 8 and 5")
-
-# %% [markdown]
-# **Resume.** A crash (or a killed job) leaves some PNGs missing. Re-running the same command
-# makes only those; each PNG is written to a temporary name and renamed, so a half-written
-# file never counts as done.
-
-# %%
+before = {p.name: p.read_bytes() for p in pngs}
 for p in pngs[3:6]:
     p.unlink()
-line = generate(work / "b8", "--batch-size", "8")
+line = generate(work / "run", batch_size=5)
 print(line)
-made, present = map(
-    int, re.match(r"generated (\d+) images \((\d+) already present\)", line).groups()
-)
+made, present = map(int, re.match(r"generated (\d+) images \((\d+) already present\)",
+                                  line).groups())
 assert (made, present) == (3, 17)
-for p in pngs[3:6]:
-    assert (work / "b5" / p.name).read_bytes() == p.read_bytes()
-print("only the 3 missing images were made, and they are the same bytes as before")
+assert all(p.read_bytes() == before[p.name] for p in pngs)
+print("3 made, 17 kept; all 20 PNGs byte-identical to the batch-size-8 run")
 
 # %% [markdown]
 # From Python, the same thing is `diffusion_lib.generate.generate(...)`; for a quick batch in
-# memory, `sample(model, schedule, shape, seed=...)`.
+# memory, `sample(model, schedule, shape, seed=...)`. Section 3 shows why the bytes repeat.
 #
 # ## 2. The `save_image` range defect
 #
 # The chapter samples x₀ in **[−1, 1]** and saves it with `torchvision.utils.save_image`,
 # which expects **[0, 1]**: it computes `clamp(x, 0, 1) · 255`. Everything below 0 — the
 # whole black background and the darker half of every stroke's grey ramp — becomes 0, and
-# mid-grey (x = 0) is saved as black. `to_uint8` maps [−1, 1] → [0, 255] instead.
+# mid-grey (x = 0) is saved as black. The one-argument fix is `save_image((x + 1) / 2)` (or
+# `save_image(x, normalize=True, value_range=(-1, 1))`); the library's `to_uint8` maps
+# [−1, 1] → [0, 255] the same way. We call torchvision when it is installed, else we apply
+# its mapping by hand.
 
 # %%
 labels = torch.arange(8) % 10
 x = sample(model, schedule, (8, 1, 8, 8), labels=labels, seed=0, **FAST).cpu()
-wrong = (x.clamp(0, 1) * 255).round().to(torch.uint8)  # what save_image does with [-1, 1]
-right = to_uint8(x)
+try:
+    from torchvision.utils import save_image
+except ImportError:
+    save_image = None
+    print("torchvision is not installed: simulating save_image as clamp(x, 0, 1) · 255")
+
+
+def saved(images, **kwargs):
+    """What save_image writes (uint8, N × 8 × 8), or its mapping when torchvision is absent."""
+    if save_image is None:
+        if kwargs:  # normalize=True, value_range=(-1, 1): clamp to the range, map to [0, 1]
+            images = (images.clamp(-1, 1) + 1) / 2
+        return (images.clamp(0, 1) * 255 + 0.5).to(torch.uint8)[:, 0]
+    save_image(images, work / "grid.png", nrow=len(images), padding=0, **kwargs)
+    grid = torch.from_numpy(np.array(Image.open(work / "grid.png")))[..., 0]  # (8, 8N)
+    return torch.stack(grid.split(8, dim=1))
+
+# %%
+wrong, fixed, right = saved(x), saved(x, normalize=True, value_range=(-1, 1)), to_uint8(x)[:, 0]
 fig, axes = plt.subplots(2, 8, figsize=(8, 2.3))
-image_row(wrong.float(), axes=axes[0], vmin=0, vmax=255, ylabel="clamp(x,0,1)")
-image_row(right.float(), axes=axes[1], vmin=0, vmax=255, ylabel="to_uint8")
+image_row(wrong[:, None].float(), axes=axes[0], vmin=0, vmax=255, ylabel="save_image(x)")
+image_row(right[:, None].float(), axes=axes[1], vmin=0, vmax=255, ylabel="to_uint8(x)")
+fig.subplots_adjust(left=0.14)
 plt.show()
-neg = x < 0
-print(f"pixels with x < 0: {neg.float().mean():.0%}, all written as 0 by the wrong mapping")
-print(f"distinct grey levels: wrong {wrong.unique().numel()}, right {right.unique().numel()}")
-assert (wrong[neg] == 0).all() and right[neg].unique().numel() > 1  # distinct values collapse
-assert wrong.unique().numel() < right.unique().numel()
+neg = x[:, 0] < 0
+print(f"pixels with x < 0: {neg.float().mean():.0%}, all written as 0 by save_image(x)")
+print(f"distinct grey levels: save_image(x) {wrong.unique().numel()}, to_uint8 "
+      f"{right.unique().numel()}; fixed call vs to_uint8: max |Δ| "
+      f"{(fixed.int() - right.int()).abs().max()} grey level(s)")
+assert (wrong[neg] == 0).all() and wrong.unique().numel() < right.unique().numel()
+assert (fixed.int() - right.int()).abs().max() <= 1  # the fix: rounding may differ by one level
 
 # %% [markdown]
 # ## 3. Reproducibility done right
@@ -206,26 +191,28 @@ assert wrong.unique().numel() < right.unique().numel()
 
 # %%
 shape = (8, 1, 8, 8)
-x_T = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-chapter_a = sample(
-    model, schedule, shape, labels=labels, x_T=x_T, sampler="ddpm", steps=25, progress=False
-)
-chapter_b = sample(
-    model, schedule, shape, labels=labels, x_T=x_T, sampler="ddpm", steps=25, progress=False
-)
+DDPM25 = dict(labels=labels, sampler="ddpm", steps=25, progress=False)
+x_T = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
+chapter_a = sample(model, schedule, shape, x_T=x_T, **DDPM25)  # step noise: global RNG
+chapter_b = sample(model, schedule, shape, x_T=x_T, **DDPM25)
 print(f"x_T seeded only: max |a − b| = {(chapter_a - chapter_b).abs().max():.3f}")
 assert not torch.allclose(chapter_a, chapter_b)
-
-ours_a = sample(
-    model, schedule, shape, labels=labels, seed=0, sampler="ddpm", steps=25, progress=False
-)
-ours_b = sample(
-    model, schedule, shape, labels=labels, seeds=range(8), sampler="ddpm", steps=25, progress=False
-)
+ours_a = sample(model, schedule, shape, seed=0, **DDPM25)
+ours_b = sample(model, schedule, shape, seeds=range(8), **DDPM25)
 assert torch.equal(ours_a, ours_b)
 print("seed=0 and seeds=[0..7]: identical")
-# the chapter's x_T seeding also ties sample i to the batch: 8 in one call (seed s) vs two
-# calls of 4 (seeds s and s + 1) give different x_T for samples 4…7
+fig, axes = plt.subplots(3, 8, figsize=(8, 3.3))
+for row, (name, xs) in enumerate([("x_T seed,\nrun 1", chapter_a), ("x_T seed,\nrun 2", chapter_b),
+                                  ("seed=0", ours_a)]):
+    image_row(xs, axes=axes[row], ylabel=name)
+fig.subplots_adjust(left=0.13)
+plt.show()
+
+# %% [markdown]
+# The chapter's x_T seeding also ties sample *i* to the batch: 8 samples in one call (seed
+# s) and two calls of 4 (seeds s and s + 1) give different x_T for samples 4…7.
+
+# %%
 one_call = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
 two_calls = torch.cat([torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(s))
                        for s in (0, 1)])
@@ -233,11 +220,6 @@ print("chapter-style x_T, one call of 8 vs two calls of 4: samples 0–3 equal:"
       torch.equal(one_call[:4], two_calls[:4]), "| samples 4–7 equal:",
       torch.equal(one_call[4:], two_calls[4:]))
 assert torch.equal(one_call[:4], two_calls[:4]) and not torch.equal(one_call[4:], two_calls[4:])
-fig, axes = plt.subplots(3, 8, figsize=(8, 3.3))
-image_row(chapter_a, axes=axes[0], ylabel="x_T seed, 1")
-image_row(chapter_b, axes=axes[1], ylabel="x_T seed, 2")
-image_row(ours_a, axes=axes[2], ylabel="seed=0")
-plt.show()
 
 # %% [markdown]
 # Per-sample seeds also make sample *i* independent of the batch: each sample has its own
@@ -245,9 +227,8 @@ plt.show()
 # pick a different algorithm for a different batch size:
 
 # %%
-alone = sample(
-    model, schedule, (1, 1, 8, 8), labels=[5], seeds=[5], sampler="ddpm", steps=25, progress=False
-)
+alone = sample(model, schedule, (1, 1, 8, 8), labels=[5], seeds=[5], sampler="ddpm", steps=25,
+               progress=False)
 diff = (alone[0] - ours_a[5]).abs().max().item()
 print(f"sample 5 alone vs inside a batch of 8: max difference {diff:.2e}")
 assert diff < 1e-3
@@ -258,61 +239,28 @@ assert diff < 1e-3
 #
 # ## 4. Memory per batch size
 #
-# Peak memory grows with the batch. We measure it in a fresh process per batch size, so one
-# measurement does not inherit the peak of another: on CUDA `torch.cuda.max_memory_allocated`,
-# on CPU the process's peak resident set size. One trap: `resource.getrusage(...).ru_maxrss`
-# of a child started from this (large) notebook kernel *includes the kernel's size at fork
-# time* (Linux keeps the high-water mark across `exec`), so every batch size would read the
-# same. The child reads `VmHWM` from `/proc/self/status` instead, which starts afresh at
-# `exec` (falling back to `ru_maxrss` off Linux). One DDIM step is enough: memory does not
-# grow with the number of steps. (The chapter's advice to call `torch.cuda.empty_cache()`
-# between batches returns cached blocks to the driver; it does not lower the peak a batch
-# needs, which is what decides whether a batch size fits.)
+# Peak memory grows with the batch. `diffusion_lib.memory.measure_sampling_peak` measures
+# it in a fresh process per batch size, so one measurement does not inherit the peak of
+# another: on CUDA `torch.cuda.max_memory_allocated`, on CPU the process's peak resident
+# set size (its docstring explains why that is `VmHWM` and not `ru_maxrss`). One DDIM step
+# is enough: memory does not grow with the number of steps. (The chapter's advice to call
+# `torch.cuda.empty_cache()` between batches returns cached blocks to the driver; it does
+# not lower the peak a batch needs, which is what decides whether a batch size fits.)
 
 # %%
-CHILD = """
-import resource, sys, torch
-from diffusion_lib import sample
-from diffusion_lib.pretrained import load_pretrained
+from diffusion_lib.memory import measure_sampling_peak
 
-def peak_mib():
-    try:
-        with open("/proc/self/status") as f:
-            return next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
-    except OSError:  # not Linux
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-B, dev = int(sys.argv[1]), sys.argv[2]
-model, schedule = load_pretrained("digits", device=dev)
-base = torch.cuda.memory_allocated() / 2**20 if dev == "cuda" else peak_mib()
-sample(model, schedule, (B, 1, 8, 8), labels=[i % 10 for i in range(B)], seed=0,
-       sampler="ddim", steps=1, progress=False)
-print(base, torch.cuda.max_memory_allocated() / 2**20 if dev == "cuda" else peak_mib())
-"""
-memory = {}
-for B in (64, 512, 2048):
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(B), device.type],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    memory[B] = (float(out[0]), float(out[1]))
-    print(
-        f"B = {B:4d}: peak {memory[B][1]:7.1f} MiB (model loaded, before sampling: {memory[B][0]:.1f})"
-    )
+memory = {B: measure_sampling_peak(B, device.type) for B in (64, 512, 2048)}
+for B, (loaded, peak) in memory.items():
+    print(f"B = {B:4d}: peak {peak:7.1f} MiB (model loaded, before sampling: {loaded:.1f})")
 per_image = (memory[2048][1] - memory[64][1]) / (2048 - 64) * 1024
 print(f"≈ {per_image:.0f} KiB more peak memory per image in the batch")
 assert memory[2048][1] > memory[64][1]
 fig, ax = plt.subplots(figsize=(4.5, 3))
 ax.plot(list(memory), [m[1] for m in memory.values()], "o-", label="peak while sampling")
 ax.plot(list(memory), [m[0] for m in memory.values()], "s--", label="model loaded")
-ax.set(
-    xscale="log",
-    xlabel="batch size",
-    ylabel="MiB",
-    title="peak GPU memory" if on_gpu else "peak RSS (whole process)",
-)
+ax.set(xscale="log", xlabel="batch size", ylabel="MiB",
+       title="peak GPU memory" if on_gpu else "peak RSS (whole process)")
 ax.legend()
 plt.show()
 
@@ -339,55 +287,39 @@ plt.show()
 #   in between, which matters for small models like ours where each step is launch-bound.
 
 # %%
-RUN_COMPILE = on_gpu or os.environ.get("DIFFUSION_LIB_COMPILE") == "1"
+from diffusion_lib.speed import AutocastModel, compile_model
+from diffusion_lib.timing import best_time
+
 B, STEPS = 64, 25
 y = torch.arange(B, device=device) % 10
-
-
-def time_sampling(m, reps: int = 2) -> float:
-    """Best of `reps` wall-clock seconds for DDIM-25 on 64 digits (after one warm-up)."""
-    sample(m, schedule, (B, 1, 8, 8), labels=y, seed=0, sampler="ddim", steps=2, progress=False)
-    best = float("inf")
-    for _ in range(reps):
-        if on_gpu:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        out = sample(
-            m, schedule, (B, 1, 8, 8), labels=y, seed=0, sampler="ddim", steps=STEPS, progress=False
-        )
-        if on_gpu:
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    assert out.dtype == torch.float32 and torch.isfinite(out).all()
-    return best
-
-
 variants = {"eager fp32": model, "autocast bf16": AutocastModel(model, "bf16")}
 if on_gpu:
     variants["autocast fp16"] = AutocastModel(model, "fp16")
-if RUN_COMPILE:
-    start = time.perf_counter()
+if on_gpu or os.environ.get("DIFFUSION_LIB_COMPILE") == "1":
     x_ex, t_ex = torch.randn(B, 1, 8, 8, device=device), torch.full((B,), 500, device=device)
     compiled, how = compile_model(model, example_inputs=(x_ex, t_ex, y))
-    print(f"torch.compile: {how} ({time.perf_counter() - start:.1f} s incl. compilation)")
+    print(f"torch.compile: {how}")
     if how == "compiled":
         variants["compiled fp32"] = compiled
 else:
     print("torch.compile skipped (CPU; set DIFFUSION_LIB_COMPILE=1 to try it, it takes minutes)")
 
-times = {name: time_sampling(m) for name, m in variants.items()}
-base = times["eager fp32"]
-print(f"\nDDIM-{STEPS}, batch {B}, on {device}:")
-print(f"{'variant':<16}{'seconds':>9}{'speed-up':>10}")
-for name, sec in times.items():
-    print(f"{name:<16}{sec:>9.3f}{base / sec:>9.2f}×")
+# %%
+def ddim25(m):
+    """DDIM-25 on 64 digits with model variant m."""
+    return lambda: sample(m, schedule, (B, 1, 8, 8), labels=y, seed=0, sampler="ddim",
+                          steps=STEPS, progress=False)
 
+
+times = {name: best_time(ddim25(m), device=device) for name, m in variants.items()}
+print(f"DDIM-{STEPS}, batch {B}, on {device}:\n{'variant':<16}{'seconds':>9}{'speed-up':>10}")
+for name, sec in times.items():
+    print(f"{name:<16}{sec:>9.3f}{times['eager fp32'] / sec:>9.2f}×")
 ref = sample(model, schedule, (B, 1, 8, 8), labels=y, seed=0, **FAST)
 low = sample(variants["autocast bf16"], schedule, (B, 1, 8, 8), labels=y, seed=0, **FAST)
-print(
-    f"bf16 vs fp32 samples: max |Δ| = {(ref - low).abs().max():.3f} "
-    f"(in [−1, 1] units; one grey level is {2 / 255:.4f})"
-)
+assert low.dtype == torch.float32 and torch.isfinite(low).all()  # ε̂ back in fp32
+print(f"bf16 vs fp32 samples: max |Δ| = {(ref - low).abs().max():.3f} "
+      f"(in [−1, 1] units; one grey level is {2 / 255:.4f})")
 
 # %% [markdown]
 # Whether bf16 helps on a CPU depends on the CPU (AMX or AVX-512-BF16 units help; without
@@ -425,24 +357,9 @@ if on_gpu:
     assert diff < 1e-4  # the graph replays the kernels eager mode launched
 else:
     assert diff == 0.0
-
-
-def best_of(fn, reps: int = 3) -> float:
-    fn()  # warm-up (on CUDA this one also records the graph)
-    best = float("inf")
-    for _ in range(reps):
-        if on_gpu:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if on_gpu:
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-t_eager = best_of(lambda: sample(model, schedule, shape, **kw))
-t_graph = best_of(lambda: sample(model, schedule, shape, cuda_graph=True, **kw))
+t_eager = best_time(lambda: sample(model, schedule, shape, **kw), reps=3, device=device)
+t_graph = best_time(lambda: sample(model, schedule, shape, cuda_graph=True, **kw), reps=3,
+                    device=device)
 label = "CUDA graph" if on_gpu else "static step, no capture on CPU"
 print(f"eager {t_eager:.3f} s, {label} {t_graph:.3f} s ({t_eager / t_graph:.2f}×)")
 
@@ -462,38 +379,28 @@ print(f"eager {t_eager:.3f} s, {label} {t_graph:.3f} s ({t_eager / t_graph:.2f}�
 
 # %%
 from diffusion_lib.experiments import RESULTS_DIR  # the tables, shipped in the package
+from diffusion_lib.timing import HEADER, bench_headlines
 
 bench_files = [RESULTS_DIR / "cpu.json", *sorted(RESULTS_DIR.glob("cuda-*.json"))]
-for path in bench_files:
-    if not path.is_file():
-        print(f"{path.name}: not committed")
-        continue
-    res = json.loads(path.read_text())
+results = {p.name: json.loads(p.read_text()) for p in bench_files if p.is_file()}
+for name, res in results.items():
     where = res["env"].get("gpu", f"CPU, {res['env']['threads']} thread(s)")
-    print(f"--- {path.name}: {where}, torch {res['env']['torch']}")
-    print(f"{'batch':>6}{'fwd ms':>9}{'eager s/1000':>14}{'graph s/1000':>14}"
-          f"{'overhead':>10}{'DDIM-50 ×':>11}{'CFG batched ×':>15}{'compile ×':>11}{'bf16 ×':>8}")
-    for b in res["batches"]:
-        rows = {r["variant"]: r for r in b["rows"] if r.get("seconds") is not None}
-        d = b["derived"]
-        eager = rows["eager"]["per_1000_steps"]
-        vs_eager = {k: eager / rows[k]["per_1000_steps"] if k in rows else float("nan")
-                    for k in ("compiled", "bf16")}
-        print(f"{b['batch']:>6}{d['forward_ms']:>9.2f}{eager:>14.2f}"
-              f"{rows['graph']['per_1000_steps']:>14.2f}{d['loop_overhead']:>10.3f}"
-              f"{d['ddim50_speedup']:>11.1f}{d['cfg_batched_speedup']:>15.2f}"
-              f"{vs_eager['compiled']:>11.2f}{vs_eager['bf16']:>8.2f}")
-        assert d["ddim50_speedup"] > 15  # 20× fewer model calls, little else
+    print(f"--- {name}: {where}, torch {res['env']['torch']}\n{HEADER}")
+    print(*bench_headlines(res), sep="\n")
+    assert all(b["derived"]["ddim50_speedup"] > 15 for b in res["batches"])  # 20× fewer calls
+if not any(RESULTS_DIR.glob("cuda-*.json")):
+    print("\nNo GPU table committed yet: run benchmarks/cuda_check.sh on a CUDA machine.")
+
+# %%
+for name, res in results.items():  # memory is bounded by the batch size, not the run size
     gen = {g["n"]: g for g in res["generation"]}
     if gen:
         lo, hi = min(gen), max(gen)
         key = "peak_cuda_mib" if "gpu" in res["env"] else "peak_rss_mib"
         ratio = gen[hi][key] / gen[lo][key]
-        print(f"generation: {gen[hi]['images_per_s']:.0f} images/s; peak memory {hi} vs {lo} "
-              f"images: {ratio:.2f}×")
-        assert ratio < 1.10  # memory is bounded by the batch size, not the run size
-if not any(RESULTS_DIR.glob("cuda-*.json")):
-    print("\nNo GPU table committed yet: run benchmarks/cuda_check.sh on a CUDA machine.")
+        print(f"{name}: generation {gen[hi]['images_per_s']:.0f} images/s; peak memory for "
+              f"{hi} vs {lo} images: {ratio:.2f}×")
+        assert ratio < 1.10
 
 # %% [markdown]
 # Against the chapter's speed table ("torch.compile 1.2–2×", "half precision 1.5–2×"),
@@ -506,37 +413,24 @@ if not any(RESULTS_DIR.glob("cuda-*.json")):
 # between runs than the graph rows do.
 
 # %% [markdown]
-# ## 6. Why the sampler arithmetic stays fp32
+# ## 6. Precision: autocast lowers the network only
 #
-# Notebook 01 (section 6) measures whole 1000-step runs: a bf16 network with an fp32
-# sampler is indistinguishable from fp32 end to end, an fp16 sampler drifts, and a
-# schedule stored in fp16 gives only NaN. Two of the representability facts behind that,
-# checked here: the cosine schedule's last ᾱ underflows fp16 to 0, so anything that
-# divides by √ᾱ computed in fp16 divides by zero; and 1 − ᾱ at the first step rounds to 0
-# in fp16, so the posterior coefficients become 0/0. Computed in float64 and cast, the
-# factor the sampler does use, 1/√ᾱ, fits fp16; its product with |x_t| > 3.23 does not.
+# Why the sampler's own arithmetic must stay fp32 is measured once, in notebook 01
+# (section 6: whole 1000-step runs with an fp16 sampler drift or turn to NaN, a bf16
+# network with an fp32 sampler does not). What matters for speed is where the line is
+# drawn: `AutocastModel` runs only the network in bf16/fp16 and hands ε̂ back as fp32, so
+# every sampler operation stays fp32 (the schedule is even kept in float64 where it
+# matters):
 
 # %%
-cos = cosine_schedule(1000)
-ab_end, ab_start = cos.alphas_cumprod_f64[-1], cos.alphas_cumprod_f64[0]
-h = torch.float16
-print(f"ᾱ_(T−1) = {ab_end:.3e} → fp16 {torch.tensor(ab_end, dtype=h).item()}; "
-      f"1/√ᾱ = {ab_end ** -0.5:.4g} → fp16 {torch.tensor(ab_end ** -0.5, dtype=h).item():.4g} "
-      f"(fp16 max {torch.finfo(h).max:.0f})")
-print(f"1 − ᾱ_0 = {1 - ab_start:.3e}; in fp16: 1 − fp16(ᾱ_0) = "
-      f"{(1 - torch.tensor(ab_start, dtype=h)).item()}")
-assert torch.tensor(ab_end, dtype=h).item() == 0.0
-assert torch.isfinite(torch.tensor(ab_end ** -0.5, dtype=h))
-assert (1 - torch.tensor(ab_start, dtype=h)).item() == 0.0
-print(f"x_t · (1/√ᾱ) overflows fp16 for |x_t| > {torch.finfo(h).max * ab_end ** 0.5:.2f}")
-assert 3.3 * ab_end ** -0.5 > torch.finfo(h).max
+with torch.no_grad():
+    eps_bf16 = AutocastModel(model, "bf16")(ref, torch.full((B,), 500, device=device), y)
+print(f"AutocastModel(model, 'bf16') returns ε̂ as {eps_bf16.dtype}")
+assert eps_bf16.dtype == torch.float32
 
 # %% [markdown]
-# `AutocastModel` lowers only the network; ε̂ comes back as fp32 and the sampler computes in
-# fp32 (the schedule is even kept in float64 where it matters). If the network itself
-# overflows (fp16 activations above 65504), the guard stops the run with a message instead
-# of writing NaN images. We inject the failure:
-
+# If the network itself overflows (fp16 activations above 65504), the guard stops the run
+# with a message instead of writing NaN images. We inject the failure:
 
 # %%
 def overflowing(x, t, labels=None):
@@ -547,16 +441,9 @@ def overflowing(x, t, labels=None):
 overflowing.null_label, overflowing.num_classes = model.null_label, model.num_classes
 
 
-try:
-    sample(
-        AutocastModel(overflowing, "bf16", device_type=device.type),
-        schedule,
-        (4, 1, 8, 8),
-        labels=[1, 2, 3, 4],
-        seed=0,
-        device=device,  # a plain function has no weights to tell sample its device
-        **FAST,
-    )
+guarded = AutocastModel(overflowing, "bf16", device_type=device.type)  # check_finite=True
+try:  # a plain function has no weights to tell sample its device: device=
+    sample(guarded, schedule, (4, 1, 8, 8), labels=[1, 2, 3, 4], seed=0, device=device, **FAST)
     raise AssertionError("the guard should have fired")
 except FloatingPointError as err:
     print("FloatingPointError:", err)
@@ -564,43 +451,41 @@ except FloatingPointError as err:
 # %% [markdown]
 # ## Exercises
 #
-# 1. **Seeds and batches.** Using `sample` with `seeds=`, generate images with seeds 10…13
-#    once as one batch of 4 and once as two batches of 2 (DDIM, 10 steps, labels 7). Check
-#    the results agree to within 1e-3.
-# 2. **Range bug.** For the 8 samples `x` of section 2, what fraction of pixels does the
-#    chapter's `clamp(x, 0, 1)` mapping set to exactly 0, and what fraction does `to_uint8`?
-# 3. **Guard.** Wrap the model in `AutocastModel(..., check_finite=False)` and run the
-#    `overflowing` model again. The sampler checks every step's ε̂ itself: which step and t
-#    does it name? And what does `to_uint8` do with a NaN image?
+# Each one: write down your prediction first, then run the test.
+#
+# 1. **Seeds and batches.** Predict: do seeds 10…13 give the same images as one batch of 4
+#    and as two batches of 2 (DDIM, 10 steps, labels 7)? Exactly, or to within 1e-3? Test.
+# 2. **Range bug.** Predict, for the 8 samples `x` of section 2, what fraction of pixels
+#    `save_image(x)` sets to exactly 0 and what fraction `to_uint8` does. Then count.
+# 3. **Guard.** Predict what happens if you wrap the `overflowing` model in
+#    `AutocastModel(..., check_finite=False)`: NaN images, or does the sampler notice? If
+#    it stops, at which step and t? And what does `to_uint8` do with a NaN image? Test.
 # 4. **A step without an `if`.** A CUDA graph cannot contain `if t > 0: x = x + σ z`.
-#    Write the DDPM noise term with a mask instead, for a (B,) tensor of step indices, and
-#    check that `ddpm_step` with a tensor index gives the same x_{t−1} as with an int, both
-#    at t = 0 and at t = 10 (use `schedule`, random x_t, ε̂ and z).
+#    Write the DDPM noise term with a mask instead, for a (B,) tensor of step indices.
+#    Predict whether `ddpm_step` with a tensor index gives exactly the same x_{t−1} as with
+#    an int, at t = 0 and at t = 10, then check (use `schedule`, random x_t, ε̂ and z).
 
 # %% jupyter={"source_hidden": true}
-# Solutions
+# Solution 1: equal to within float rounding (the batch size can change a kernel's algorithm)
 one = sample(model, schedule, (4, 1, 8, 8), labels=7, seeds=[10, 11, 12, 13], **FAST)
-two = torch.cat(
-    [sample(model, schedule, (2, 1, 8, 8), labels=7, seeds=s, **FAST) for s in ([10, 11], [12, 13])]
-)
+two = torch.cat([sample(model, schedule, (2, 1, 8, 8), labels=7, seeds=s, **FAST)
+                 for s in ([10, 11], [12, 13])])
 assert (one - two).abs().max() < 1e-3
 print(f"1. batch of 4 vs 2+2: max difference {(one - two).abs().max():.2e}")
 
+# %% jupyter={"source_hidden": true}
+# Solution 2
 zero_wrong = (wrong == 0).float().mean().item()
 zero_right = (right == 0).float().mean().item()
 assert zero_wrong > zero_right
-print(f"2. set to 0: clamp(x,0,1) {zero_wrong:.0%}, to_uint8 {zero_right:.0%}")
+print(f"2. set to 0: save_image(x) {zero_wrong:.0%}, to_uint8 {zero_right:.0%}")
 
-try:
-    sample(
-        AutocastModel(overflowing, "bf16", device_type=device.type, check_finite=False),
-        schedule,
-        (4, 1, 8, 8),
-        labels=[1, 2, 3, 4],
-        seed=0,
-        device=device,  # a plain function has no weights to tell sample its device
-        **FAST,
-    )
+# %% jupyter={"source_hidden": true}
+# Solution 3: the sampler checks every step's ε̂ itself, and to_uint8 refuses NaN
+unguarded = AutocastModel(overflowing, "bf16", device_type=device.type, check_finite=False)
+try:  # a plain function has no weights to tell sample its device: device=
+    sample(unguarded, schedule, (4, 1, 8, 8), labels=[1, 2, 3, 4], seed=0, device=device,
+           **FAST)
     raise AssertionError("the sampler should refuse a NaN ε̂")
 except FloatingPointError as err:
     assert "at step 0 of" in str(err) and "(t = 999)" in str(err)  # NaN from t ≥ 500 on
@@ -610,6 +495,10 @@ try:
     raise AssertionError("to_uint8 should refuse NaN")
 except ValueError as err:
     print("   to_uint8 refuses:", err)
+
+# %% jupyter={"source_hidden": true}
+# Solution 4: exactly the same; the mask is 0 at the last step
+from diffusion_lib.sampling import ddpm_step, q_posterior_mean
 
 g = torch.Generator().manual_seed(0)
 x_t, eps, z = (torch.randn(3, 1, 8, 8, generator=g).to(device) for _ in range(3))
@@ -630,8 +519,8 @@ for t in (0, 10):
 # * The `generate` CLI writes PNGs + `manifest.csv` + `run.json`, resumes by making only the
 #   missing images, and gives byte-identical files for any `--batch-size` (per-sample seeds
 #   plus a fixed `--model-batch`).
-# * Samples live in [−1, 1]: save them with `to_uint8`, not a [0, 1] function that clamps away
-#   the whole lower half of the range.
+# * Samples live in [−1, 1]: save them with `to_uint8` or `save_image((x + 1) / 2)`, not
+#   `save_image(x)`, which clamps away the whole lower half of the range.
 # * Seed every sample's whole noise stream (`seed=` / `seeds=`), not just x_T.
 # * Measure memory per batch size in fresh processes; on CPU the interpreter dominates.
 # * Autocast the *network* only (bf16 first; fp16 on CUDA with the NaN/inf guard), keep the
