@@ -92,7 +92,7 @@ def annotate(rows: list[dict[str, Any]], model: nn.Module, schedule: Any) -> Non
     for r, setting in zip(rows, SETTINGS, strict=True):
         r["nfe"] = model_calls(model, schedule, setting)
         r["sigma_schedule"] = setting.extra.get("sigma_schedule")
-        r["spacing_shown"] = (f"{r['sigma_schedule']} σ" if r["sigma_schedule"]
+        r["spacing_shown"] = ("Karras σ" if r["sigma_schedule"] == "karras"
                               else f"{r['spacing']} t")
         r["fd_ci"] = f"{r['fd']:.1f} ± {2 * r['fd_se']:.1f}"
         ratio = over_seeds([a / b for a, b in zip(r["fd_seeds"], ref["fd_seeds"], strict=True)])
@@ -106,6 +106,28 @@ def annotate(rows: list[dict[str, Any]], model: nn.Module, schedule: Any) -> Non
             r["meets"] = "no"
         else:
             r["meets"] = "undecided"
+
+
+def render(payload: dict[str, Any]) -> str:
+    """The Markdown table of a samplers.json payload."""
+    return (
+        "# Samplers at ≤ 50 model calls vs DDPM-1000 (guided digits, w = 3)\n\n"
+        f"Command: `{payload['command']}`\n\n{payload['env']}. n = {payload['n']} digits per "
+        f"row and seed (classes 0…9), seeds {payload['seeds']}, batched CFG at "
+        f"w = {payload['guidance_scale']:g}, x̂0 clipped (DDPM/DDIM).\n\n"
+        "- **model calls**: guided ε̂ evaluations (each is one batched call of 2n).\n"
+        "- **grid**: the timesteps visited: a spacing of t, or Karras et al.'s ρ = 7 σ "
+        "schedule.\n"
+        "- **FD ± 2 SE**: mean over the seeds, ± 2 standard errors over the seeds.\n"
+        "- **FD ÷ DDPM-1000**: the ratio taken seed by seed, ± 2 SE. **within 15 %?** is "
+        "*yes* when the whole interval is ≤ 1.15, *no* when it is all above, else "
+        "*undecided*.\n"
+        "- **floor**: real-vs-real FD at the same n and class balance; small-n FD rewards "
+        "low variance, so guided samples can score near it.\n"
+        "- wall s: mean per seed, on a shared 2-core machine: rough; the model calls are "
+        "the cost.\n\n"
+        + markdown_table(payload["rows"], COLUMNS)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,22 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/samplers.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     env = (f"torch {torch.__version__}, {platform.machine()}, {args.threads} threads, "
            f"git {git_commit()[:12]}")
-    md = (
-        "# Samplers at ≤ 50 model calls vs DDPM-1000 (guided digits, w = 3)\n\n"
-        f"Command: `{command.strip()}`\n\n{env}. n = {args.n} digits per row and seed "
-        f"(classes 0…9), seeds {seeds}, batched CFG at w = {W:g}, x̂0 clipped (DDPM/DDIM).\n\n"
-        "- **model calls**: guided ε̂ evaluations (each is one batched call of 2n).\n"
-        "- **FD ± 2 SE**: mean over the seeds, ± 2 standard errors over the seeds.\n"
-        "- **FD ÷ DDPM-1000**: the ratio taken seed by seed, ± 2 SE. **within 15 %?** is "
-        "*yes* when the whole interval is ≤ 1.15, *no* when it is all above, else "
-        "*undecided*.\n"
-        "- **floor**: real-vs-real FD at the same n and class balance; small-n FD rewards "
-        "low variance, so guided samples can score near it.\n\n"
-        + markdown_table(rows, COLUMNS)
-    )
-    write_results("samplers", {"command": command.strip(), "env": env, "n": args.n,
-                               "seeds": seeds, "guidance_scale": W, "target": TARGET,
-                               "rows": rows}, md)
+    payload = {"command": command.strip(), "env": env, "n": args.n, "seeds": seeds,
+               "guidance_scale": W, "target": TARGET, "rows": rows}
+    md = render(payload)
+    write_results("samplers", payload, md)
     print(md)
     return 0
 

@@ -12,6 +12,7 @@ repository URL is read once from ``pyproject.toml`` ``[project.urls]``.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -169,6 +170,9 @@ def build(paths: list[Path]) -> None:
     import nbformat
     from nbclient import NotebookClient
 
+    # one thread, as `make test` runs them: outputs and timings match CI, and a busy
+    # 2-core machine does not stall on two OpenMP threads (notebook 04 took 400 s so)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     for py in paths:
         ipynb = py.with_suffix(".ipynb")
         nb = jupytext.read(py)
