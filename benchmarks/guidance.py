@@ -40,12 +40,27 @@ def with_intervals(rows: list[dict[str, Any]]) -> None:
     """Add the ``<column>_ci`` strings: "mean ± 2 SE"; accuracy: the pooled Wilson interval."""
     for r in rows:
         for key, spec in FORMATS.items():
-            r[f"{key}_ci"] = f"{format(r[key], spec)} ± {format(2 * r[f'{key}_se'], spec)}"
+            half = 2 * r[f"{key}_se"]  # two significant digits, so a small one is not "0.00"
+            shown = f"{100 * half:.2g}%" if spec.endswith("%") else f"{half:.2g}"
+            r[f"{key}_ci"] = f"{format(r[key], spec)} ± {shown}"
         total = r["n"] * len(r["seeds"])
         correct = round(sum(r["accuracy_seeds"]) * r["n"])
         lo, hi = wilson_interval(correct, total)
         r["accuracy_interval"] = [lo, hi]
         r["accuracy_ci"] = f"{correct / total:.1%} ({lo:.1%}–{hi:.1%})"
+
+
+def render(payload: dict[str, Any]) -> str:
+    """The Markdown table of a guidance.json payload."""
+    return (
+        "# Classifier-free guidance sweep\n\n"
+        f"Command: `{payload['command']}`\n\n{payload['env']}. n = {payload['n']} digits per w "
+        f"(classes 0…9), DDIM 50 steps, η = 0, x̂0 clipped, seeds {payload['seeds']}; each "
+        "measured column is the mean over the seeds ± 2 standard errors (accuracy: the Wilson "
+        "interval of all seeds' digits together). The floor is real-vs-real FD at the same n "
+        "and class balance: small-n FD rewards low variance, so a value near or below it is "
+        "not \"better than real\".\n\n" + markdown_table(payload["rows"], COLUMNS)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,20 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         f"torch {torch.__version__}, {platform.machine()}, {args.threads} threads, "
         f"git {git_commit()[:12]}"
     )
-    md = (
-        "# Classifier-free guidance sweep\n\n"
-        f"Command: `{command.strip()}`\n\n{env}. n = {args.n} digits per w (classes 0…9), "
-        f"DDIM 50 steps, η = 0, x̂0 clipped, seeds {seeds}; each measured column is the mean "
-        "over the seeds ± 2 standard errors. The floor is real-vs-real FD at the same n and "
-        "class balance: small-n FD rewards low variance, so a value near or below it is not "
-        "\"better than real\".\n\n" + markdown_table(rows, COLUMNS)
-    )
-    write_results(
-        "guidance",
-        {"command": command.strip(), "env": env, "n": args.n, "seeds": seeds, "sampler": SAMPLER,
-         "rows": rows},
-        md,
-    )
+    payload = {"command": command.strip(), "env": env, "n": args.n, "seeds": seeds,
+               "sampler": SAMPLER, "rows": rows}
+    md = render(payload)
+    write_results("guidance", payload, md)
     print(md)
     return 0
 

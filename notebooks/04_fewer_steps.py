@@ -494,8 +494,11 @@ for steps in (10, 25, 50, 100, 250):
 #   is the worst trained-model row by far. "β or β̃" depends on the steps and the data
 #   (Analytic-DPM: the exact reverse variance lies between them).
 # - **At 10 steps**, DDIM η = 0 and η = 0.5 still tie with DDPM-1000; DDPM σ² = β̃ does not.
-# - So: **DDIM η = 0 (or 0.5) with 25–50 steps** is the default this table supports; notebook 07
-#   measures the ODE samplers against it.
+# - So, **without guidance**: DDIM (η = 0 to 1) or respaced DDPM σ² = β̃ with 25–50 steps,
+#   and η = 0 or 0.5 if you go down to 10; the exact column prefers η = 0 within DDIM and
+#   σ² = β within DDPM (yet the trained model with σ² = β fails at 10 steps). **With guidance**
+#   the ranking changes (stochastic steps win there): notebook 05 ends with that table, and
+#   notebook 07 adds the ODE samplers.
 
 # %% [markdown]
 # ## Exercises
@@ -562,6 +565,7 @@ assert abs(sd_unit - 0.5**0.5) < 0.01
 # - Trailing spacing starts at T − 1, where x_T really is noise.
 # - Speed-up is simply 1000 / steps. With intervals, the strided sampler is worse than
 #   DDPM-1000 at every step count, while DDPM and DDIM from 25 steps on can almost never be
-#   told from it in FD at n = 200 × 3 seeds; the exact oracle ranks them (DDIM η = 0 first).
+#   told from it in FD at n = 200 × 3 seeds; the exact oracle ranks them (η = 0 first within
+#   DDIM, σ² = β before β̃ within DDPM).
 #
 # **Next:** 05 · classifier-free guidance.

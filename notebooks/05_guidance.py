@@ -54,6 +54,7 @@ import json
 import time
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
 from diffusion_lib import ModelAdapter, default_device, make_eps_fn, sample
@@ -327,7 +328,7 @@ print(f"two-pass {timings['two_pass']:.2f} s, batched {timings['batched']:.2f} s
 # A small live slice first (DDIM, 25 steps): accuracy, FD and diversity at a few w.
 
 # %%
-from diffusion_lib.experiments import guidance_sweep, read_results
+from diffusion_lib.experiments import guidance_sweep, paired_difference, read_results
 
 N_LIVE = 200 if on_gpu else 60
 live, grids = guidance_sweep(model, schedule, [0.0, 1.0, 3.0, 10.0], n=N_LIVE,
@@ -366,9 +367,12 @@ assert table is not None, "run python benchmarks/guidance.py first"
 print(table["command"], "|", table["env"], "| n =", table["n"])
 ws, rows_ = [r["w"] for r in table["rows"]], table["rows"]
 fig, axes = plt.subplots(1, 3, figsize=(11, 3))
-axes[0].plot(ws, [r["accuracy"] for r in rows_], "o-")
+lo_hi = np.array([r["accuracy_interval"] for r in rows_])  # Wilson intervals (all seeds)
+acc = np.array([r["accuracy"] for r in rows_])
+axes[0].errorbar(ws, acc, yerr=[acc - lo_hi[:, 0], lo_hi[:, 1] - acc], fmt="o-", capsize=2)
 axes[0].set(xlabel="w", ylabel="class accuracy")
-axes[1].plot(ws, [r["fd"] for r in rows_], "o-", label="FD")
+axes[1].errorbar(ws, [r["fd"] for r in rows_], yerr=[2 * r["fd_se"] for r in rows_], fmt="o-",
+                 capsize=2, label="FD ± 2 SE")
 axes[1].plot(ws, [r["fd_floor"] for r in rows_], "k--", label="real-vs-real floor")
 axes[1].set(xlabel="w", ylabel="FD (lower is better)")
 axes[2].plot(ws[1:], [r["diversity"] for r in rows_[1:]], "o-", label="samples")
@@ -384,10 +388,13 @@ plt.show()
 from diffusion_lib.data import load_digits_split
 
 for r in table["rows"]:
-    print(f"w = {r['w']:4.1f}: accuracy {r['accuracy']:6.1%}  FD {r['fd']:6.1f}  "
-          f"diversity {r['diversity']:.2f}  pixels at ±1 {r['saturated']:.1%}")
+    print(f"w = {r['w']:4.1f}: accuracy {r['accuracy_ci']:22s} FD {r['fd_ci']:12s} "
+          f"diversity {r['diversity_ci']:14s} pixels at ±1 {r['saturated']:.1%}")
 best = min(table["rows"], key=lambda r: r["fd"])
-print(f"lowest FD at w = {best['w']:g}")
+w2 = next(r for r in table["rows"] if r["w"] == 2.0)
+gap = paired_difference(w2, best)
+print(f"lowest FD at w = {best['w']:g}; w = 2 is {gap.value:+.1f} ± {2 * gap.se:.1f} above it")
+assert best["w"] == 1.0 and gap.value > 2 * gap.se  # beyond the interval
 real_images = load_digits_split().heldout_images
 print(f"for reference, real held-out digits have {(real_images.abs() >= 0.999).float().mean():.0%}"
       " of their pixels at ±1 (mostly the −1 background)")
@@ -410,6 +417,42 @@ print(f"for reference, real held-out digits have {(real_images.abs() >= 0.999).f
 #
 # The "pixels at ±1" column is not a saturation meter: real digits have far more pixels at
 # ±1 than any row (printed above), because their background is exactly −1.
+
+# %% [markdown]
+# ## 5. Which sampler, how many steps, which w
+#
+# Three committed tables, each with intervals over seeds, answer the practical question for
+# this model: `fewer_steps` (no guidance, notebook 04), `guidance` (the sweep above) and
+# `samplers` (≤ 50 model calls against DDPM-1000, guided at w = 3; notebook 07 explains the
+# ODE samplers in it). The cell prints the evidence behind each line of the table after it.
+
+# %%
+fewer, samplers = read_results("fewer_steps"), read_results("samplers")
+by = {(r["name"], r["steps"], r["spacing"]): r for r in fewer["rows"]}
+for key in [("DDIM η=0", 25, "leading"), ("DDIM η=0", 10, "leading"),
+            ("naive strided (chapter)", 50, "leading"), ("DDPM σ²=β", 10, "leading")]:
+    r = by[key]
+    print(f"unguided {key[0]:23s} {key[1]:3d} steps: FD − DDPM-1000 {r['delta_fd']:+6.1f} ± "
+          f"{2 * r['delta_fd_se']:4.1f}, exact W₂ {r['oracle_w2']:.3f}")
+for r in samplers["rows"][1:]:
+    if r["nfe"] == 50 and r["name"] in ("DDIM η=0", "DDIM η=1", "DPM-Solver++(2M) (Karras σ)"):
+        print(f"guided w = 3, {r['name']:27s} 50 calls: FD ÷ DDPM-1000 {r['ratio_ci']}")
+print(f"w: lowest FD at w = {best['w']:g} (accuracy {best['accuracy_ci']})")
+
+# %% [markdown]
+# | you want | use | because (printed above) |
+# |---|---|---|
+# | unguided samples, 25–50 steps | DDIM η = 0 (or respaced DDPM σ² = β̃) | ties DDPM-1000 in FD; the best DDIM η in the exact column |
+# | unguided, 10 steps | DDIM η = 0 or 0.5 | still ties DDPM-1000; DDPM σ² = β̃ does not |
+# | guided samples, ≤ 50 model calls | DDPM σ² = β̃ (= DDIM η = 1), 50 trailing steps: `generate --preset recommended` | the only kind within 15 % of DDPM-1000; deterministic samplers are far worse at w = 3 |
+# | the guidance scale | w = 1 for this small model; more only if exact class matters more than fidelity | lowest FD, accuracy already near 100 % |
+# | never | the chapter's strided sampler; DDPM σ² = β at 10 steps | worse than DDPM-1000 beyond the interval |
+
+# %%
+ratios = {r["name"]: r for r in samplers["rows"] if r["nfe"] == 50}
+assert ratios["DDIM η=1"]["meets"] == "yes" and ratios["DDIM η=0"]["meets"] == "no"
+assert by[("DDIM η=0", 25, "leading")]["differs"] == by[("DDIM η=0", 10, "leading")]["differs"] == "no"
+assert by[("naive strided (chapter)", 50, "leading")]["differs"] == "yes"
 
 # %% [markdown]
 # ## Exercises
