@@ -58,7 +58,6 @@ import diffusion_lib
 print(f"diffusion_lib {diffusion_lib.__version__}")
 
 # %%
-import json
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -74,7 +73,7 @@ from diffusion_lib.beyond import (
     rescale_zero_terminal_snr,
 )
 from diffusion_lib.data import load_digits_split
-from diffusion_lib.experiments import RESULTS_DIR, read_results
+from diffusion_lib.experiments import read_results
 from diffusion_lib.interop import from_diffusers
 from diffusion_lib.metrics import differs, oracle_distance, over_seeds
 from diffusion_lib.ode import ddim_invert, ode_timesteps, sigmas_of, slerp
@@ -555,15 +554,33 @@ for name in ("w=1", "w=4", "w=4 interval [100, 600]", "w=8 clip", "w=8 dynamic")
 # exactly; **w > 1** trades distance to p(x0 | c) for class posterior; with a large w keep
 # thresholding on, and a guidance interval gives back part of the distance for little of
 # the posterior. On real digits the committed sampler table says how these choices score
-# (FD with intervals over seeds), when it has been measured:
+# (FD with intervals over seeds):
 
 # %%
 table = read_results("samplers")
-if table is None:
-    print("diffusion_lib/results/samplers.json is not committed yet: no digits sampler table.")
-else:  # the committed Markdown twin holds the same rows, formatted
-    table_md = RESULTS_DIR / "samplers.md"
-    print(table_md.read_text() if table_md.is_file() else json.dumps(table, indent=1))
+assert table is not None, "run python benchmarks/samplers.py"
+print(f"{table['command']}; target: FD within {table['target'] - 1:.0%} of DDPM-1000's")
+for r in table["rows"][1:]:
+    print(f"  {r['name']:28s} {r['spacing_shown']:11s} {r['nfe']:3d} calls  "
+          f"FD ÷ DDPM-1000 {r['ratio_ci']:15s} {r['meets']}")
+deterministic = [r for r in table["rows"] if r["sampler"] in ("euler", "heun", "dpmpp_2m")
+                 or (r["sampler"] == "ddim" and r["eta"] == 0.0)]
+low, high = min(r["ratio"] for r in deterministic), max(r["ratio"] for r in deterministic)
+print(f"deterministic samplers: {low:.2f}–{high:.2f} × DDPM-1000's FD")
+assert all(r["meets"] == "no" for r in deterministic)
+assert any(r["meets"] == "yes" and r["sampler"] == "ddpm" and r["nfe"] == 50
+           for r in table["rows"])
+
+# %% [markdown]
+# On the trained digits model, guided at w = 3, the ranking of section 2 **flips**. Every
+# deterministic sampler, second order or not, stays well above DDPM-1000's FD, while the
+# stochastic DDPM σ² = β̃ at 50 trailing steps (the same sampler as DDIM η = 1) meets the
+# target. Section 2 measured how well each solver integrates the ODE *of the model*; here
+# the model is imperfect and guidance pushes it off the data, and the fresh noise of a
+# stochastic step corrects part of the error it accumulates (Karras et al. 2022, §4, make
+# the same observation). So for guided samples at ≤ 50 calls use stochastic DDPM/DDIM
+# η = 1 (`generate --preset recommended`); the ODE samplers pay off when the model is
+# close to exact, as the oracle shows, and for deterministic uses such as inversion.
 
 # %% [markdown]
 # ## Exercises
@@ -636,3 +653,7 @@ assert err10 > 2 * round_trip
 # - DDIM inversion encodes real digits to noise that decodes back closely; slerp keeps the
 #   noise norm where lerp shrinks it.
 # - `from_diffusers` runs a diffusers UNet through every sampler here.
+# - On the trained digits model with guidance (w = 3), every deterministic sampler misses
+#   DDPM-1000's FD by far at ≤ 50 calls; stochastic DDPM σ² = β̃ at 50 steps meets it
+#   (`generate --preset recommended`). Exact-oracle orders and trained-model quality can
+#   disagree: measure on your model.
