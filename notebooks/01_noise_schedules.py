@@ -20,7 +20,7 @@
 # Every formula below is checked by an `assert` against `diffusion_lib`, the library
 # all notebooks share.
 #
-# *Run time:* about 12 s top to bottom on a small 2-core CPU (measured with one torch thread);
+# *Run time:* about 8 s top to bottom on a small 2-core CPU (measured with one torch thread);
 # a busy shared CPU, such as Colab's free one, can take a few times longer. A CUDA GPU is used
 # when present.
 

@@ -19,7 +19,7 @@
 # 5. watch x_t, the predicted x̂0 and the predicted ε̂ evolve with a timestep scrubber, and
 #    see that coarse structure is decided early and detail late.
 #
-# *Run time:* about 80 s top to bottom on a small 2-core CPU (measured with one torch thread);
+# *Run time:* about 45 s top to bottom on a small 2-core CPU (measured with one torch thread);
 # a busy shared CPU, such as Colab's free one, can take a few times longer. A CUDA GPU is used
 # when present.
 

@@ -18,7 +18,7 @@
 # 5. compare clipping with dynamic thresholding at high guidance, exactly on a 2-D mixture
 #    and then, with intervals over seeds, on the digits.
 #
-# *Run time:* about 80 s top to bottom on a small 2-core CPU (measured with one torch thread);
+# *Run time:* about 45 s top to bottom on a small 2-core CPU (measured with one torch thread);
 # a busy shared CPU, such as Colab's free one, can take a few times longer. A CUDA GPU is used
 # when present.
 

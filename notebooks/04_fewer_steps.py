@@ -16,7 +16,7 @@
 # 4. choose a timestep spacing (leading, linspace, trailing) and say what each keeps;
 # 5. read a measured speed/quality table and check the chapter's claims against it.
 #
-# *Run time:* about 15 s top to bottom on a small 2-core CPU (measured with one torch thread);
+# *Run time:* about 11 s top to bottom on a small 2-core CPU (measured with one torch thread);
 # a busy shared CPU, such as Colab's free one, can take a few times longer. A CUDA GPU is used
 # when present.
 

@@ -16,7 +16,7 @@
 # 3. compute guidance with two model calls or one batched call, and check they agree;
 # 4. read a guidance sweep: accuracy, FD and diversity against w, and recognise "too high".
 #
-# *Run time:* about 15 s top to bottom on a small 2-core CPU (measured with one torch thread);
+# *Run time:* about 17 s top to bottom on a small 2-core CPU (measured with one torch thread);
 # a busy shared CPU, such as Colab's free one, can take a few times longer. A CUDA GPU is used
 # when present.
 

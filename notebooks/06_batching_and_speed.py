@@ -21,7 +21,7 @@
 # 5. explain what it takes to replay a whole sampling step as one CUDA graph, and check
 #    that `sample(..., cuda_graph=True)` computes exactly what the eager loop computes.
 #
-# *Run time:* about 25 s top to bottom on a small 2-core CPU (measured with one torch thread);
+# *Run time:* about 20 s top to bottom on a small 2-core CPU (measured with one torch thread);
 # a busy shared CPU, such as Colab's free one, can take a few times longer. A CUDA GPU is used
 # when present.
 

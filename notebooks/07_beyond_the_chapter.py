@@ -24,7 +24,7 @@
 # 6. run a diffusers UNet through this library's samplers, and pick a sampler, a step count
 #    and a guidance scale from measured numbers.
 #
-# *Run time:* about 30 s top to bottom on a small 2-core CPU (measured with one torch thread);
+# *Run time:* about 15 s top to bottom on a small 2-core CPU (measured with one torch thread);
 # a busy shared CPU, such as Colab's free one, can take a few times longer. A CUDA GPU is used
 # when present.
 
