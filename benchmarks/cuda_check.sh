@@ -8,16 +8,20 @@
 #
 # Here:    make cuda-wheels      # ipywidgets & co. for Python 3.12 into .whl/ (the GPU
 #                                # image has torch, matplotlib, sklearn but no ipywidgets)
-# Device: a session has 15 minutes of device time (a start costs 1-2), so two calls:
-#   run(command="PARTS='tests notebooks' OUT=$OUT bash benchmarks/cuda_check.sh",
+# Device: a session has 15 minutes of device time (a start costs 1-2), so three calls, the
+# ones that check fixes first (stop after any call if the budget runs low):
+#   run(command="PARTS=notebooks OUT=$OUT bash benchmarks/cuda_check.sh",
 #       carry=[".whl"], timeout_s=420)
-#   run(command="PARTS='bench profile' OUT=$OUT bash benchmarks/cuda_check.sh",
-#       carry=[".whl"], timeout_s=280)
+#   run(command="PARTS='tests profile' OUT=$OUT bash benchmarks/cuda_check.sh",
+#       carry=[".whl"], timeout_s=260)
+#   run(command="PARTS=bench OUT=$OUT bash benchmarks/cuda_check.sh",
+#       carry=[".whl"], timeout_s=250)
 # Measured on an H100 (2026-11-27, second session): tests 138 s (648 of them); bench 150 s
 # (the full default, 1000 steps x 3 repeats x 2 batch sizes, did not finish in 420 s:
 # torch.compile warm-ups); profile 20 s; notebooks 01 15 s, 02 31 s, 03 23 s, 06 93 s
 # (04, 05 and 06 then failed on CUDA, fixed since: TF32 convolutions broke two exact
-# identities, a parameterless model needed device=; not yet re-run on a GPU).
+# identities, a parameterless model needed device=; not yet re-run on a GPU). Notebooks
+# 02, 03 and 07 have grown since (CPU: 45, 45 and 15 s), so allow ~300 s for all seven.
 # Then copy cuda-<card>.{md,json} (e.g. cuda-nvidia-h200) into diffusion_lib/results/ and
 # commit; tests/test_bench.py checks that the pair agrees.
 # Dry run on a CPU:  OUT=/tmp/cc PYTHON=.venv/bin/python BENCH_ARGS="--steps 2 \

@@ -366,9 +366,11 @@ table = read_results("guidance")
 assert table is not None, "run python benchmarks/guidance.py first"
 print(table["command"], "|", table["env"], "| n =", table["n"])
 ws, rows_ = [r["w"] for r in table["rows"]], table["rows"]
-fig, axes = plt.subplots(1, 3, figsize=(11, 3))
 lo_hi = np.array([r["accuracy_interval"] for r in rows_])  # Wilson intervals (all seeds)
 acc = np.array([r["accuracy"] for r in rows_])
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(11, 3))
 axes[0].errorbar(ws, acc, yerr=[acc - lo_hi[:, 0], lo_hi[:, 1] - acc], fmt="o-", capsize=2)
 axes[0].set(xlabel="w", ylabel="class accuracy")
 axes[1].errorbar(ws, [r["fd"] for r in rows_], yerr=[2 * r["fd_se"] for r in rows_], fmt="o-",
@@ -434,6 +436,8 @@ for key in [("DDIM η=0", 25, "leading"), ("DDIM η=0", 10, "leading"),
     r = by[key]
     print(f"unguided {key[0]:23s} {key[1]:3d} steps: FD − DDPM-1000 {r['delta_fd']:+6.1f} ± "
           f"{2 * r['delta_fd_se']:4.1f}, exact W₂ {r['oracle_w2']:.3f}")
+
+# %%
 for r in samplers["rows"][1:]:
     if r["nfe"] == 50 and r["name"] in ("DDIM η=0", "DDIM η=1", "DPM-Solver++(2M) (Karras σ)"):
         print(f"guided w = 3, {r['name']:27s} 50 calls: FD ÷ DDPM-1000 {r['ratio_ci']}")

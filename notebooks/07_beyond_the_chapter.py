@@ -563,6 +563,8 @@ print(f"{table['command']}; target: FD within {table['target'] - 1:.0%} of DDPM-
 for r in table["rows"][1:]:
     print(f"  {r['name']:28s} {r['spacing_shown']:11s} {r['nfe']:3d} calls  "
           f"FD ÷ DDPM-1000 {r['ratio_ci']:15s} {r['meets']}")
+
+# %%
 deterministic = [r for r in table["rows"] if r["sampler"] in ("euler", "heun", "dpmpp_2m")
                  or (r["sampler"] == "ddim" and r["eta"] == 0.0)]
 low, high = min(r["ratio"] for r in deterministic), max(r["ratio"] for r in deterministic)
