@@ -96,9 +96,15 @@ def _sample_and_score(
     classifier: DigitClassifier,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, float, DigitsQuality]:
-    """``n`` digits of classes 0…9 in turn: (samples on the CPU, wall seconds, quality)."""
+    """``n`` digits of classes 0…9 in turn: (samples on the CPU, wall seconds, quality).
+
+    Seed s gives sample i the per-sample seed s·n + i: different seeds never share noise
+    (``sample(seed=s)`` alone would give seeds s … s + n − 1, which overlap for s and s + 1).
+    """
     labels = torch.arange(n) % 10
-    x, seconds = _timed_sample(model, schedule, (n, 1, 8, 8), labels=labels, seed=seed, **kwargs)
+    seeds = [seed * n + i for i in range(n)]
+    x, seconds = _timed_sample(model, schedule, (n, 1, 8, 8), labels=labels, seeds=seeds,
+                               **kwargs)
     return x, seconds, digits_quality(x.clamp(-1, 1), labels, classifier)
 
 

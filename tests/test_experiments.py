@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from diffusion_lib.experiments import (
     SamplerSetting,
@@ -12,7 +13,7 @@ from diffusion_lib.experiments import (
     read_results,
     sampler_grid,
 )
-from diffusion_lib.metrics import over_seeds
+from diffusion_lib.metrics import DigitsQuality, over_seeds
 from diffusion_lib.pretrained import load_pretrained
 
 
@@ -53,6 +54,24 @@ def test_several_seeds_average_each_column_and_keep_the_values(digits):
         paired_difference(b, one[0][0])
     with pytest.raises(ValueError, match="distinct ints"):
         sampler_grid(model, schedule, settings, n=20, seed=[1, 1])
+
+
+def test_seeds_draw_disjoint_noise(digits, monkeypatch):
+    import diffusion_lib.experiments as experiments
+
+    seen = []
+
+    def fake(model, schedule, shape, **kwargs):
+        seen.append(kwargs["seeds"])
+        return torch.zeros(shape), 1.0
+
+    monkeypatch.setattr(experiments, "_timed_sample", fake)
+    monkeypatch.setattr(experiments, "digits_quality", lambda *a, **k: DigitsQuality(
+        n=3, fd=1.0, fd_floor=1.0, fd_ratio=1.0, accuracy=1.0, diversity=1.0,
+        diversity_real=1.0, class_histogram=[0] * 10))
+    model, schedule = digits
+    sampler_grid(model, schedule, [SamplerSetting("ddim", 2)], n=3, seed=[0, 1, 2])
+    assert seen == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]  # seed s: s·n … s·n + n − 1
 
 
 def test_guidance_sweep_rows_and_grids(digits):
