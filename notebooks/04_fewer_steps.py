@@ -464,8 +464,11 @@ tied = [r for r in rows if r["steps"] >= 25 and r["sampler"] != "naive_strided"
         and r["steps"] < 1000]
 print(f"from 25 steps on, {sum(r['differs'] == 'no' for r in tied)} of {len(tied)} DDPM/DDIM "
       "rows tie with DDPM-1000 at this n")
-odd = [r for r in tied if r["differs"] == "yes"]  # the one exception, named in the prose
-assert [(r["name"], r["steps"]) for r in odd] == [("DDPM σ²=β", 50)] and odd[0]["delta_fd"] < 0
+for r in tied:
+    if r["differs"] == "yes":
+        print(f"  differs: {r['name']}, {r['steps']} steps, {r['delta_fd']:+.1f} ± "
+              f"{2 * r['delta_fd_se']:.1f}")
+assert sum(r["differs"] == "no" for r in tied) >= 0.8 * len(tied)  # the large majority tie
 
 # %%
 at10 = {name: next(r for r in rows_of(name) if r["steps"] == 10)
@@ -473,8 +476,9 @@ at10 = {name: next(r for r in rows_of(name) if r["steps"] == 10)
 for name, r in at10.items():
     print(f"10 steps, {name:11s}: FD − DDPM-1000 {r['delta_fd']:+6.1f} ± "
           f"{2 * r['delta_fd_se']:4.1f} ({'differs' if r['differs'] == 'yes' else 'tie'})")
-assert at10["DDIM η=0"]["differs"] == at10["DDIM η=0.5"]["differs"] == "no"
-assert at10["DDPM σ²=β̃"]["differs"] == "yes"
+assert at10["DDIM η=0"]["differs"] == "no"  # the one that still ties at 10 steps
+assert all(r["differs"] == "yes" or r["name"] == "DDIM η=0" or r["delta_fd"] > 0
+           for r in at10.values())  # the others: worse, or too uncertain to say
 assert at10["DDPM σ²=β"]["fd"] == max(r["fd"] for r in rows)  # the worst row of all
 # the exact column ranks what FD cannot: η = 0 before η = 1, σ² = β before β̃
 for steps in (10, 25, 50, 100, 250):
@@ -487,15 +491,15 @@ for steps in (10, 25, 50, 100, 250):
 # - **Never the chapter's strided sampler**: worse than DDPM-1000 beyond the interval at every
 #   step count, and its exact W₂ stays far from 0 as the steps grow (section 1: it does not
 #   converge).
-# - **From 25 steps on**, respaced DDPM and DDIM tie with DDPM-1000 in FD at this n in all
-#   rows but one (σ² = β at 50 steps, which scores a little *lower*): the metric cannot rank
-#   them. The exact column can: there DDIM η = 0 beats η = 1 (= DDPM
+# - **From 25 steps on**, nearly all respaced DDPM and DDIM rows tie with DDPM-1000 in FD at
+#   this n (the count and the exceptions are printed above): the metric cannot rank them. The exact column can: there DDIM η = 0 beats η = 1 (= DDPM
 #   σ² = β̃) at every step count, and σ² = β beats β̃ for Gaussian digits, yet σ² = β at 10 steps
 #   is the worst trained-model row by far. "β or β̃" depends on the steps and the data
 #   (Analytic-DPM: the exact reverse variance lies between them).
-# - **At 10 steps**, DDIM η = 0 and η = 0.5 still tie with DDPM-1000; DDPM σ² = β̃ does not.
+# - **At 10 steps** only DDIM η = 0 still ties with DDPM-1000; the others score higher, beyond
+#   their interval or with one too wide to say (printed above), and σ² = β fails outright.
 # - So, **without guidance**: DDIM (η = 0 to 1) or respaced DDPM σ² = β̃ with 25–50 steps,
-#   and η = 0 or 0.5 if you go down to 10; the exact column prefers η = 0 within DDIM and
+#   and DDIM η = 0 if you go down to 10; the exact column prefers η = 0 within DDIM and
 #   σ² = β within DDPM (yet the trained model with σ² = β fails at 10 steps). **With guidance**
 #   the ranking changes (stochastic steps win there): notebook 05 ends with that table, and
 #   notebook 07 adds the ODE samplers.

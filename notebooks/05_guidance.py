@@ -447,14 +447,14 @@ print(f"w: lowest FD at w = {best['w']:g} (accuracy {best['accuracy_ci']})")
 # | you want | use | because (printed above) |
 # |---|---|---|
 # | unguided samples, 25–50 steps | DDIM η = 0 (or respaced DDPM σ² = β̃) | ties DDPM-1000 in FD; the best DDIM η in the exact column |
-# | unguided, 10 steps | DDIM η = 0 or 0.5 | still ties DDPM-1000; DDPM σ² = β̃ does not |
-# | guided samples, ≤ 50 model calls | DDPM σ² = β̃ (= DDIM η = 1), 50 trailing steps: `generate --preset recommended` | the only kind within 15 % of DDPM-1000; deterministic samplers are far worse at w = 3 |
+# | unguided, 10 steps | DDIM η = 0 | the one 10-step row that still ties DDPM-1000 |
+# | guided samples, ≤ 50 model calls | DDPM σ² = β̃ (= DDIM η = 1), 50 trailing steps: `generate --preset recommended` | the stochastic samplers are the only ones not ruled out (whether they are within 15 % of DDPM-1000 is undecided at this n); the deterministic ones are far worse at w = 3 |
 # | the guidance scale | w = 1 for this small model; more only if exact class matters more than fidelity | lowest FD, accuracy already near 100 % |
 # | never | the chapter's strided sampler; DDPM σ² = β at 10 steps | worse than DDPM-1000 beyond the interval |
 
 # %%
 ratios = {r["name"]: r for r in samplers["rows"] if r["nfe"] == 50}
-assert ratios["DDIM η=1"]["meets"] == "yes" and ratios["DDIM η=0"]["meets"] == "no"
+assert ratios["DDIM η=1"]["meets"] != "no" and ratios["DDIM η=0"]["meets"] == "no"
 assert by[("DDIM η=0", 25, "leading")]["differs"] == by[("DDIM η=0", 10, "leading")]["differs"] == "no"
 assert by[("naive strided (chapter)", 50, "leading")]["differs"] == "yes"
 

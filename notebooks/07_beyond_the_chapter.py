@@ -73,7 +73,7 @@ from diffusion_lib.beyond import (
     rescale_zero_terminal_snr,
 )
 from diffusion_lib.data import load_digits_split
-from diffusion_lib.experiments import read_results
+from diffusion_lib.experiments import paired_difference, read_results
 from diffusion_lib.interop import from_diffusers
 from diffusion_lib.metrics import differs, oracle_distance, over_seeds
 from diffusion_lib.ode import ddim_invert, ode_timesteps, sigmas_of, slerp
@@ -570,14 +570,21 @@ deterministic = [r for r in table["rows"] if r["sampler"] in ("euler", "heun", "
 low, high = min(r["ratio"] for r in deterministic), max(r["ratio"] for r in deterministic)
 print(f"deterministic samplers: {low:.2f}–{high:.2f} × DDPM-1000's FD")
 assert all(r["meets"] == "no" for r in deterministic)
-assert any(r["meets"] == "yes" and r["sampler"] == "ddpm" and r["nfe"] == 50
-           for r in table["rows"])
+stochastic = next(r for r in table["rows"] if r["sampler"] == "ddpm" and r["nfe"] == 50
+                  and r["variance"] == "beta_tilde")
+ddim0 = next(r for r in deterministic if r["name"] == "DDIM η=0")
+gain = paired_difference(ddim0, stochastic)  # FD, seed by seed
+print(f"DDIM η=0 − DDPM σ²=β̃ at 50 calls: FD {gain.value:+.1f} ± {2 * gain.se:.1f}; "
+      f"DDPM σ²=β̃ vs the target: {stochastic['meets']}")
+assert gain.value > 2 * gain.se and stochastic["meets"] != "no"
 
 # %% [markdown]
 # On the trained digits model, guided at w = 3, the ranking of section 2 **flips**. Every
-# deterministic sampler, second order or not, stays well above DDPM-1000's FD, while the
-# stochastic DDPM σ² = β̃ at 50 trailing steps (the same sampler as DDIM η = 1) meets the
-# target. Section 2 measured how well each solver integrates the ODE *of the model*; here
+# deterministic sampler, second order or not, stays well above DDPM-1000's FD and misses the
+# target, while the stochastic DDPM σ² = β̃ at 50 trailing steps (the same sampler as DDIM
+# η = 1) is better than DDIM η = 0 beyond the interval and is the only kind not ruled out;
+# whether it is within 15 % of DDPM-1000 is undecided at n = 300 × 3 seeds (its interval
+# straddles the target; more seeds would settle it). Section 2 measured how well each solver integrates the ODE *of the model*; here
 # the model is imperfect and guidance pushes it off the data, and the fresh noise of a
 # stochastic step corrects part of the error it accumulates (Karras et al. 2022, §4, make
 # the same observation). So for guided samples at ≤ 50 calls use stochastic DDPM/DDIM
@@ -656,6 +663,7 @@ assert err10 > 2 * round_trip
 #   noise norm where lerp shrinks it.
 # - `from_diffusers` runs a diffusers UNet through every sampler here.
 # - On the trained digits model with guidance (w = 3), every deterministic sampler misses
-#   DDPM-1000's FD by far at ≤ 50 calls; stochastic DDPM σ² = β̃ at 50 steps meets it
+#   DDPM-1000's FD by far at ≤ 50 calls; stochastic DDPM σ² = β̃ at 50 steps does better
+#   (within 15 % of DDPM-1000: undecided at this n)
 #   (`generate --preset recommended`). Exact-oracle orders and trained-model quality can
 #   disagree: measure on your model.

