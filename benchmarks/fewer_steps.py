@@ -21,10 +21,7 @@ Each row carries two measurements:
 
 from __future__ import annotations
 
-import argparse
 import math
-import platform
-import shlex
 import sys
 from typing import Any
 
@@ -35,12 +32,14 @@ from diffusion_lib.experiments import (
     SamplerSetting,
     markdown_table,
     paired_difference,
+    provenance,
     sampler_grid,
+    table_parser,
     write_results,
 )
 from diffusion_lib.metrics import load_classifier
 from diffusion_lib.moments import exact_moments
-from diffusion_lib.pretrained import git_commit, load_pretrained
+from diffusion_lib.pretrained import load_pretrained
 
 STEPS = (10, 25, 50, 100, 250)
 
@@ -110,29 +109,20 @@ def annotate(rows: list[dict[str, Any]], schedule: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = table_parser(__doc__, n=200)
     parser.add_argument("--model", default="digits", choices=["digits", "digits_cosine"])
-    parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated, at least 2")
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    if len(seeds) < 2:
-        parser.error("--seeds needs at least 2 seeds (the intervals come from them)")
+    seeds = args.seeds
     torch.set_num_threads(args.threads)
     model, schedule = load_pretrained(args.model)
     rows = sampler_grid(model, schedule, settings(args.model), n=args.n, seed=seeds,
                         classifier=load_classifier())
     annotate(rows, schedule)
-    command = "python benchmarks/fewer_steps.py " + shlex.join(
-        sys.argv[1:] if argv is None else argv
-    )
-    env = (f"torch {torch.__version__}, {platform.machine()}, {args.threads} threads, "
-           f"git {git_commit()[:12]}")
+    command, env = provenance("benchmarks/fewer_steps.py", argv, args.threads)
     name = "fewer_steps" if args.model == "digits" else "fewer_steps_cosine"
     md = (
         f"# Fewer steps: wall time and quality (`{args.model}` model)\n\n"
-        f"Command: `{command.strip()}`\n\n{env}. n = {args.n} digits per row and seed "
+        f"Command: `{command}`\n\n{env}. n = {args.n} digits per row and seed "
         f"(classes 0…9), seeds {seeds}, x̂0 clipped, no guidance.\n\n"
         "- **FD ± 2 SE**: mean over the seeds of the FD in the shipped classifier's features "
         "against held-out digits, ± 2 standard errors over the seeds.\n"
@@ -147,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         "sampling noise, clipping not modelled.\n\n"
         + markdown_table(rows, COLUMNS)
     )
-    write_results(name, {"command": command.strip(), "env": env, "n": args.n, "seeds": seeds,
+    write_results(name, {"command": command, "env": env, "n": args.n, "seeds": seeds,
                          "model": args.model, "rows": rows}, md)
     print(md)
     return 0

@@ -9,17 +9,20 @@ measured column is the mean over the seeds ± 2 standard errors.
 
 from __future__ import annotations
 
-import argparse
-import platform
-import shlex
 import sys
 from typing import Any
 
 import torch
 
-from diffusion_lib.experiments import guidance_sweep, markdown_table, write_results
+from diffusion_lib.experiments import (
+    guidance_sweep,
+    markdown_table,
+    provenance,
+    table_parser,
+    write_results,
+)
 from diffusion_lib.metrics import load_classifier, wilson_interval
-from diffusion_lib.pretrained import git_commit, load_pretrained
+from diffusion_lib.pretrained import load_pretrained
 
 SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0)
 SAMPLER = dict(sampler="ddim", steps=50)
@@ -64,26 +67,17 @@ def render(payload: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=500)
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated, at least 2")
-    parser.add_argument("--threads", type=int, default=1)
+    parser = table_parser(__doc__, n=500)
     args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    if len(seeds) < 2:
-        parser.error("--seeds needs at least 2 seeds (the intervals come from them)")
+    seeds = args.seeds
     torch.set_num_threads(args.threads)
     model, schedule = load_pretrained("digits")
     rows, _ = guidance_sweep(
         model, schedule, SCALES, n=args.n, seed=seeds, classifier=load_classifier(), **SAMPLER
     )
     with_intervals(rows)
-    command = "python benchmarks/guidance.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    env = (
-        f"torch {torch.__version__}, {platform.machine()}, {args.threads} threads, "
-        f"git {git_commit()[:12]}"
-    )
-    payload = {"command": command.strip(), "env": env, "n": args.n, "seeds": seeds,
+    command, env = provenance("benchmarks/guidance.py", argv, args.threads)
+    payload = {"command": command, "env": env, "n": args.n, "seeds": seeds,
                "sampler": SAMPLER, "rows": rows}
     md = render(payload)
     write_results("guidance", payload, md)

@@ -13,9 +13,6 @@ Writes diffusion_lib/results/samplers.{json,md} (package data).
 
 from __future__ import annotations
 
-import argparse
-import platform
-import shlex
 import sys
 from typing import Any
 
@@ -23,9 +20,16 @@ import torch
 from torch import nn
 
 from diffusion_lib import sample
-from diffusion_lib.experiments import SamplerSetting, markdown_table, sampler_grid, write_results
+from diffusion_lib.experiments import (
+    SamplerSetting,
+    markdown_table,
+    provenance,
+    sampler_grid,
+    table_parser,
+    write_results,
+)
 from diffusion_lib.metrics import load_classifier, over_seeds
-from diffusion_lib.pretrained import git_commit, load_pretrained
+from diffusion_lib.pretrained import load_pretrained
 
 W = 3.0
 TARGET = 1.15  # FD within 15 % of DDPM-1000's
@@ -131,23 +135,16 @@ def render(payload: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=300)
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated, at least 2")
-    parser.add_argument("--threads", type=int, default=1)
+    parser = table_parser(__doc__, n=300)
     args = parser.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    if len(seeds) < 2:
-        parser.error("--seeds needs at least 2 seeds (the intervals come from them)")
+    seeds = args.seeds
     torch.set_num_threads(args.threads)
     model, schedule = load_pretrained("digits")
     rows = sampler_grid(model, schedule, SETTINGS, n=args.n, seed=seeds, guidance_scale=W,
                         classifier=load_classifier())
     annotate(rows, model, schedule)
-    command = "python benchmarks/samplers.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    env = (f"torch {torch.__version__}, {platform.machine()}, {args.threads} threads, "
-           f"git {git_commit()[:12]}")
-    payload = {"command": command.strip(), "env": env, "n": args.n, "seeds": seeds,
+    command, env = provenance("benchmarks/samplers.py", argv, args.threads)
+    payload = {"command": command, "env": env, "n": args.n, "seeds": seeds,
                "guidance_scale": W, "target": TARGET, "rows": rows}
     md = render(payload)
     write_results("samplers", payload, md)

@@ -17,7 +17,11 @@ A notebook on a CPU runs a small slice live and reads the full table that
 
 from __future__ import annotations
 
+import argparse
 import json
+import platform
+import shlex
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,6 +39,7 @@ from .metrics import (
     load_classifier,
     over_seeds,
 )
+from .pretrained import git_commit
 from .sampling import sample
 from .schedule import NoiseSchedule
 
@@ -222,6 +227,37 @@ def guidance_sweep(
 
 
 # ------------------------------------------------------------------ tables
+def _seeds_arg(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"comma-separated integers, got {text!r}") from err
+    if len(seeds) < 2:
+        raise argparse.ArgumentTypeError("needs at least 2 seeds (the intervals come from them)")
+    return seeds
+
+
+def table_parser(doc: str, n: int) -> argparse.ArgumentParser:
+    """The arguments every table in ``benchmarks/`` takes: ``--n``, ``--seeds``, ``--threads``.
+
+    ``args.seeds`` comes back as a list of at least two ints (default 0, 1, 2).
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--n", type=int, default=n)
+    parser.add_argument("--seeds", type=_seeds_arg, default="0,1,2",
+                        help="comma-separated, at least 2")
+    parser.add_argument("--threads", type=int, default=1)
+    return parser
+
+
+def provenance(script: str, argv: Sequence[str] | None, threads: int) -> tuple[str, str]:
+    """(the command that made a table, its environment line) for the table's header."""
+    command = f"python {script} " + shlex.join(sys.argv[1:] if argv is None else argv)
+    env = (f"torch {torch.__version__}, {platform.machine()}, {threads} threads, "
+           f"git {git_commit()[:12]}")
+    return command.strip(), env
+
+
 def write_results(name: str, payload: dict[str, Any], markdown: str) -> Path:
     """Write ``diffusion_lib/results/<name>.json`` and ``.md``; return the JSON path."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -98,3 +98,17 @@ def test_committed_tables_exist_and_cover_the_grid():
     assert guidance is not None
     assert [r["w"] for r in guidance["rows"]] == [0.0, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0]
     assert read_results("no_such_table") is None
+
+
+def test_table_parser_and_provenance():
+    from diffusion_lib.experiments import provenance, table_parser
+
+    parser = table_parser("A table.\n\nMore.", n=7)
+    args = parser.parse_args(["--seeds", "4,5"])
+    assert (args.n, args.seeds, args.threads) == (7, [4, 5], 1)
+    assert parser.parse_args([]).seeds == [0, 1, 2]
+    for bad in ("3", "a,b"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--seeds", bad])
+    command, env = provenance("benchmarks/x.py", ["--n", "5"], 2)
+    assert command == "python benchmarks/x.py --n 5" and "2 threads" in env and "git " in env
