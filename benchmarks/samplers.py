@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from diffusion_lib import sample
+from diffusion_lib.beyond import CallCounter
 from diffusion_lib.experiments import (
     SamplerSetting,
     markdown_table,
@@ -57,21 +58,8 @@ SETTINGS = [
 ]
 
 
-class _Counter(nn.Module):
-    """Counts the model calls of one guided sample (batched CFG: one call per evaluation)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model, self.calls = model, 0
-        self.null_label, self.num_classes = model.null_label, model.num_classes
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: Any = None) -> torch.Tensor:
-        self.calls += 1
-        return self.model(x, t, labels)
-
-
 def model_calls(model: nn.Module, schedule: Any, setting: SamplerSetting) -> int:
-    counter = _Counter(model)
+    counter = CallCounter(model)
     sample(counter, schedule, (2, 1, 8, 8), labels=[1, 2], guidance_scale=W, seed=0,
            progress=False, **setting.kwargs())
     return counter.calls

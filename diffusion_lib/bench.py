@@ -286,8 +286,9 @@ def bench_batch(
 
 
 _GEN_CHILD = r"""
-import json, resource, sys, time, torch
+import json, sys, time, torch
 from diffusion_lib.__main__ import main
+from diffusion_lib.memory import peak_rss_mib
 argv = json.loads(sys.argv[1])
 t0 = time.perf_counter()
 code = main(argv)
@@ -295,7 +296,7 @@ seconds = time.perf_counter() - t0
 cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
 print("BENCH_RESULT " + json.dumps({
     "code": code, "seconds": seconds,
-    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "peak_rss_mib": peak_rss_mib(),
     "peak_cuda_mib": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
 }))
 """

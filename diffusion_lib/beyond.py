@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -107,9 +107,13 @@ def exact_ode_output(
     return mean + std / np.sqrt(std**2 + s_max**2) * (x_tilde - mean)
 
 
-def gaussian_w2(mean_a: float, sd_a: float, mean_b: float, sd_b: float) -> float:
-    """W₂(N(m_a, s_a²), N(m_b, s_b²)) = √((m_a − m_b)² + (s_a − s_b)²), in 1-D."""
-    return float(np.hypot(mean_a - mean_b, sd_a - sd_b))
+def gaussian_w2(mean_a: Any, sd_a: Any, mean_b: Any, sd_b: Any) -> float:
+    """W₂ between two Gaussians with diagonal covariance: √Σ_i ((m_a − m_b)² + (s_a − s_b)²).
+
+    Floats (1-D) or arrays of per-coordinate means and sds (e.g. (64,) for 8×8 pixels).
+    """
+    sq = np.square(np.subtract(mean_a, mean_b)) + np.square(np.subtract(sd_a, sd_b))
+    return float(np.sqrt(np.sum(sq)))
 
 
 def fitted_order(nfe: np.ndarray | list[int], errors: np.ndarray | list[float]) -> float:
