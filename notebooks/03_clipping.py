@@ -348,7 +348,7 @@ assert not any(differs(oracle_runs[5.0, m][0], oracle_runs[5.0, "none"][0])
 
 # %%
 from diffusion_lib.data import load_digits_split
-from diffusion_lib.metrics import class_accuracy, digits_matched, over_seeds
+from diffusion_lib.metrics import class_accuracy, digits_matched, over_seeds, wilson_interval
 
 digit_labels = torch.arange(100) % 10
 per_seed, first_seed = {"clip": [], "dynamic": []}, {}
@@ -368,6 +368,9 @@ summary = {mode: [over_seeds([r[k] for r in rs]) for k in range(3)]
 for mode, (acc, fd, sat) in summary.items():
     print(f"w = 7, {mode:8s}: accuracy {acc}, FD {fd}, pixels at ±1 {sat} (± 2 SE over 3 seeds)")
 print(f"held-out real digits: {real_saturated:.1%} of pixels at ±1")
+wilson = {mode: wilson_interval(round(sum(r[0] for r in rs) * 100), 100 * len(rs))
+          for mode, rs in per_seed.items()}  # all seeds' digits: no "± 0" at 100 %
+print("accuracy, Wilson interval:", {m: f"{lo:.3f}–{hi:.3f}" for m, (lo, hi) in wilson.items()})
 verdict = [differs(a, b) for a, b in zip(summary["clip"], summary["dynamic"], strict=True)]
 print("clip vs dynamic differ beyond the intervals (accuracy, FD, ±1 share):", verdict)
 assert all(verdict)  # clip and dynamic differ in all three, beyond the intervals
