@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     model, schedule = load_pretrained(args.model)
     rows = sampler_grid(model, schedule, settings(args.model), n=args.n, seed=seeds,
-                        classifier=load_classifier())
+                        classifier=load_classifier(), cache=args.cache)
     annotate(rows, schedule)
     command, env = provenance("benchmarks/fewer_steps.py", argv, args.threads)
     name = "fewer_steps" if args.model == "digits" else "fewer_steps_cosine"

@@ -42,6 +42,7 @@ from .metrics import (
 from .pretrained import git_commit
 from .sampling import sample
 from .schedule import NoiseSchedule
+from .table_cache import TableCache, fingerprint
 
 # The committed tables ship inside the package (package data), so a notebook finds them in an
 # installed wheel as in a checkout; this folder is their one copy, and the writers write here.
@@ -99,14 +100,16 @@ def _sample_and_score(
     n: int,
     seed: int,
     classifier: DigitClassifier,
+    conditional: bool = True,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, float, DigitsQuality]:
-    """``n`` digits of classes 0…9 in turn: (samples on the CPU, wall seconds, quality).
+    """``n`` digits: (samples on the CPU, wall seconds, quality).
 
+    Conditional: classes 0…9 in turn; else the null label ∅ (the unconditional model).
     Seed s gives sample i the per-sample seed s·n + i: different seeds never share noise
     (``sample(seed=s)`` alone would give seeds s … s + n − 1, which overlap for s and s + 1).
     """
-    labels = torch.arange(n) % 10
+    labels = torch.arange(n) % 10 if conditional else None
     seeds = [seed * n + i for i in range(n)]
     x, seconds = _timed_sample(model, schedule, (n, 1, 8, 8), labels=labels, seeds=seeds,
                                **kwargs)
@@ -129,7 +132,7 @@ def _over_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     """One row from k per-seed rows: measured columns averaged, the rest from the first."""
     row = dict(per_seed[0])
     for key in _MEASURED:
-        if key not in row:
+        if row.get(key) is None:  # absent, or not defined (accuracy of ∅ samples)
             continue
         values = [r[key] for r in per_seed]
         row[key] = float(sum(values) / len(values))
@@ -164,29 +167,42 @@ def sampler_grid(
     seed: int | Sequence[int] = 0,
     guidance_scale: float | None = None,
     classifier: DigitClassifier | None = None,
+    conditional: bool = True,
+    cache: TableCache | None = None,
 ) -> list[dict[str, Any]]:
-    """Sample ``n`` digits (classes 0…9 in turn) with every setting and measure each.
+    """Sample ``n`` digits with every setting and measure each.
+
+    Conditional (default): classes 0…9 in turn, guided when ``guidance_scale`` is set;
+    else the null label ∅ (``accuracy`` is then None). With a ``cache``
+    (:class:`~diffusion_lib.table_cache.TableCache`) each (setting, seed) is measured
+    once: an interrupted table resumes, and more seeds compute only the new ones.
 
     Returns rows with ``name``, the setting's fields, ``seconds`` (wall time),
-    ``fd``, ``fd_floor`` (matched real-vs-real), ``accuracy``; over several seeds
-    also ``seeds`` and, per measured column, ``_se`` and ``_seeds``.
+    ``fd``, ``fd_floor`` (matched real-vs-real), ``accuracy``, ``diversity``; over
+    several seeds also ``seeds`` and, per measured column, ``_se`` and ``_seeds``.
     """
     classifier = classifier if classifier is not None else load_classifier()
     seeds = _seed_list(seed)
+    cache = cache if cache is not None else TableCache(None)
+    weights = fingerprint(model, schedule, classifier) if cache.path is not None else ""
     rows = []
     for setting in settings:
         base = {k: v for k, v in asdict(setting).items() if k not in ("label", "extra")}
         per_seed = []
         for s in seeds:
-            _, seconds, q = _sample_and_score(
-                model, schedule, n, s, classifier, guidance_scale=guidance_scale,
-                **setting.kwargs(),
-            )
-            per_seed.append(dict(
-                base, name=setting.name, n=n, seed=s, seconds=seconds, fd=q.fd,
-                fd_floor=q.fd_floor, fd_sd=q.fd_sd, fd_floor_sd=q.fd_floor_sd,
-                accuracy=q.accuracy,
-            ))
+            key = dict(kind="digits", setting=setting.kwargs(), n=n, seed=s,
+                       guidance_scale=guidance_scale, conditional=conditional, weights=weights)
+            measured = cache.get(key)
+            if measured is None:
+                _, seconds, q = _sample_and_score(
+                    model, schedule, n, s, classifier, conditional,
+                    guidance_scale=guidance_scale, **setting.kwargs(),
+                )
+                measured = dict(seconds=seconds, fd=q.fd, fd_floor=q.fd_floor, fd_sd=q.fd_sd,
+                                fd_floor_sd=q.fd_floor_sd, accuracy=q.accuracy,
+                                diversity=q.diversity, diversity_real=q.diversity_real)
+                cache.put(key, measured)
+            per_seed.append(dict(base, name=setting.name, n=n, seed=s, **measured))
         rows.append(_over_seeds(per_seed))
     return rows
 
@@ -237,16 +253,26 @@ def _seeds_arg(text: str) -> list[int]:
     return seeds
 
 
-def table_parser(doc: str, n: int) -> argparse.ArgumentParser:
-    """The arguments every table in ``benchmarks/`` takes: ``--n``, ``--seeds``, ``--threads``.
+DEFAULT_CACHE = "runs/table_cache.jsonl"
 
-    ``args.seeds`` comes back as a list of at least two ints (default 0, 1, 2).
+
+def table_parser(doc: str, n: int, seeds: str = "0,1,2") -> argparse.ArgumentParser:
+    """The arguments every table in ``benchmarks/`` takes: ``--n``, ``--seeds``, ``--threads``,
+    ``--cache``.
+
+    ``args.seeds`` comes back as a list of at least two ints; ``args.cache`` as a
+    :class:`~diffusion_lib.table_cache.TableCache` (``--cache none``: no cache).
     """
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--n", type=int, default=n)
-    parser.add_argument("--seeds", type=_seeds_arg, default="0,1,2",
+    parser.add_argument("--seeds", type=_seeds_arg, default=seeds,
                         help="comma-separated, at least 2")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--cache", type=lambda text: TableCache(None if text == "none" else text),
+        default=DEFAULT_CACHE,
+        help=f"per-seed measurements kept here, so a stopped run resumes (default "
+             f"{DEFAULT_CACHE}; 'none' to measure everything again)")
     return parser
 
 
