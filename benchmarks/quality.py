@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += digits_rows(name, args, classifier) if name.startswith("digits") else [
             toy_row(name, args)]
         print(f"{name}: done", flush=True)
+    order = available_models()  # the table's order, whatever order they were measured in
+    rows.sort(key=lambda row: order.index(row["model"]))
     for row in rows:
         annotate(row)
     command, env = provenance("benchmarks/quality.py", argv, args.threads)
