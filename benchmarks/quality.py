@@ -158,6 +158,8 @@ def render(payload: dict[str, Any]) -> str:
         f"- **bar**: *pass* when the ratio's whole interval is ≤ {DISTANCE_BAR:g} and the "
         f"accuracy's Wilson interval (all seeds pooled) is ≥ {ACCURACY_BAR:.0%}; *FAIL* when "
         "the interval is all on the wrong side; else *undecided*.\n"
+        "- **diversity**: mean pixel distance between two digits of the same class (the "
+        "requested one; the classifier's reading for ∅); lower = less varied.\n"
         "- wall s: mean per seed on a shared 2-core CPU, one thread; rough. A row found in "
         "the cache (`--cache`) shows the time it took when it was measured.\n\n"
         + markdown_table(payload["rows"], COLUMNS)

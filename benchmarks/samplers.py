@@ -76,6 +76,7 @@ COLUMNS = [
     ("meets", "within 15 %?", "s"),
     ("fd_floor", "floor", ".1f"),
     ("accuracy", "accuracy", ".1%"),
+    ("diversity_ci", "diversity ± 2 SE", "s"),
 ]
 
 
@@ -87,6 +88,7 @@ def annotate(rows: list[dict[str, Any]], model: nn.Module, schedule: Any) -> Non
         r["spacing_shown"] = ("Karras σ" if r["sigma_schedule"] == "karras"
                               else f"{r['spacing']} t")
         r["fd_ci"] = f"{r['fd']:.1f} ± {2 * r['fd_se']:.1f}"
+        r["diversity_ci"] = f"{r['diversity']:.2f} ± {2 * r['diversity_se']:.2f}"
         ratio = over_seeds([a / b for a, b in zip(r["fd_seeds"], ref["fd_seeds"], strict=True)])
         r["ratio"], r["ratio_se"] = ratio.value, ratio.se
         r["ratio_ci"] = f"{ratio.value:.3f} ± {2 * ratio.se:.3f}"
@@ -116,6 +118,9 @@ def render(payload: dict[str, Any]) -> str:
         "*undecided*.\n"
         "- **floor**: real-vs-real FD at the same n and class balance; small-n FD rewards "
         "low variance, so guided samples can score near it.\n"
+        f"- **diversity**: mean pixel distance between two samples of the same class "
+        f"(real held-out digits: {payload['rows'][0]['diversity_real']:.2f}); "
+        "lower = less varied.\n"
         "- wall s: mean per seed, on a shared 2-core machine: rough; the model calls are "
         "the cost.\n\n"
         + markdown_table(payload["rows"], COLUMNS)

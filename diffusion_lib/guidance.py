@@ -115,6 +115,16 @@ def rescale_guided(eps: Tensor, eps_cond: Tensor, phi: float) -> Tensor:
 
     ε̃_r = φ · ε̃ · std(ε(c))/std(ε̃) + (1 − φ) · ε̃: a large w inflates ε̃'s scale
     (over-exposed, saturated samples); φ pulls it back to the conditional one.
+
+    The std is taken over each sample's own elements, so it is meant for images: for
+    2-D points it is the spread of two numbers, which can be near 0 and blows the
+    ratio up (notebook 07, section 4, shows it). There is no ε in the ratio, as in the
+    paper.
+
+    Args:
+        eps: (B, ...) guided ε̃.
+        eps_cond: (B, ...) conditional ε(c).
+        phi: φ in [0, 1]; 0 leaves ε̃ unchanged.
     """
     dims = tuple(range(1, eps.ndim))
     ratio = eps_cond.std(dim=dims, keepdim=True) / eps.std(dim=dims, keepdim=True)

@@ -353,6 +353,8 @@ for r in live:
           f"FD {r['fd']:6.1f} ± {r['fd_sd']:4.1f} (floor {r['fd_floor']:.1f} ± "
           f"{r['fd_floor_sd']:.1f})  accuracy {r['accuracy']:.0%}")
 assert all(r["accuracy"] >= 0.95 for r in live)  # every sampler makes the requested digits
+
+# %%
 gaps = [abs(a["fd"] - b["fd"]) / (a["fd_sd"] ** 2 + b["fd_sd"] ** 2) ** 0.5
         for a in live for b in live if a is not b]
 print(f"largest FD gap between two rows, in units of their combined spread: {max(gaps):.1f}")

@@ -201,6 +201,8 @@ ours_a = sample(model, schedule, shape, seed=0, **DDPM25)
 ours_b = sample(model, schedule, shape, seeds=range(8), **DDPM25)
 assert torch.equal(ours_a, ours_b)
 print("seed=0 and seeds=[0..7]: identical")
+
+# %%
 fig, axes = plt.subplots(3, 8, figsize=(8, 3.3))
 for row, (name, xs) in enumerate([("x_T seed,\nrun 1", chapter_a), ("x_T seed,\nrun 2", chapter_b),
                                   ("seed=0", ours_a)]):

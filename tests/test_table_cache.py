@@ -1,0 +1,120 @@
+"""The per-seed cache behind the long tables: resume, reuse across tables, never stale."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import diffusion_lib.experiments as experiments
+import diffusion_lib.table_cache as table_cache
+from diffusion_lib.experiments import SamplerSetting, sampler_grid, table_parser
+from diffusion_lib.metrics import DigitsQuality, load_classifier
+from diffusion_lib.pretrained import load_pretrained
+from diffusion_lib.table_cache import TableCache, fingerprint, source_hash
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_rows_round_trip_and_survive_a_cut_line(tmp_path):
+    cache = TableCache(tmp_path / "c.jsonl")
+    key = {"setting": {"sampler": "ddpm", "steps": 3}, "seed": 1}
+    assert cache.get(key) is None
+    cache.put(key, {"fd": 1.5})
+    with cache.path.open("a") as f:
+        f.write('{"key": {"seed": 2}, "row"')  # a write cut by a kill
+    assert TableCache(cache.path).get(dict(reversed(list(key.items())))) == {"fd": 1.5}
+    assert cache.get({**key, "seed": 2}) is None
+    TableCache(None).put(key, {"fd": 2.0})  # stores nothing, raises nothing
+
+
+def test_rows_from_other_library_sources_are_not_reused(tmp_path, monkeypatch):
+    cache = TableCache(tmp_path / "c.jsonl")
+    cache.put({"seed": 0}, {"fd": 1.0})
+    stored = json.loads(cache.path.read_text())
+    assert stored["key"]["source"] == source_hash() and len(source_hash()) == 16
+    monkeypatch.setattr(table_cache, "source_hash", lambda: "edited-sources")
+    assert cache.get({"seed": 0}) is None
+
+
+def test_fingerprint_follows_the_weights():
+    model, schedule = load_pretrained("digits")
+    first = fingerprint(model, schedule)
+    assert first == fingerprint(model, schedule)
+    assert first != fingerprint(model)
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)
+    assert fingerprint(model, schedule) != first
+    with pytest.raises(TypeError, match="cannot fingerprint str"):
+        fingerprint("digits")
+
+
+def test_sampler_grid_measures_each_setting_and_seed_once(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_sample(model, schedule, shape, **kwargs):
+        calls.append((kwargs["steps"], kwargs["seeds"][0], kwargs["labels"] is None))
+        return torch.zeros(shape), 1.0
+
+    def fake_quality(x, labels, classifier):
+        return DigitsQuality(n=len(x), fd=float(len(calls)), fd_floor=1.0, fd_ratio=1.0,
+                             accuracy=None if labels is None else 1.0, diversity=1.0,
+                             diversity_real=1.0, class_histogram=[0] * 10)
+
+    monkeypatch.setattr(experiments, "_timed_sample", fake_sample)
+    monkeypatch.setattr(experiments, "digits_quality", fake_quality)
+    model, schedule = load_pretrained("digits")
+    cache = TableCache(tmp_path / "c.jsonl")
+    clf = load_classifier()
+    setting = [SamplerSetting("ddpm", 4)]
+    first = sampler_grid(model, schedule, setting, n=3, seed=[0, 1], cache=cache, classifier=clf)
+    assert calls == [(4, 0, False), (4, 3, False)]
+    more = sampler_grid(model, schedule, setting, n=3, seed=[0, 1, 2], cache=cache,
+                        classifier=clf)
+    assert calls[2:] == [(4, 6, False)]  # only the new seed is sampled
+    assert more[0]["fd_seeds"][:2] == first[0]["fd_seeds"]
+    sampler_grid(model, schedule, setting, n=3, seed=[0, 1], cache=cache, classifier=clf,
+                 conditional=False)  # unconditional rows are other measurements
+    assert calls[3:] == [(4, 0, True), (4, 3, True)]
+    uncond = sampler_grid(model, schedule, setting, n=3, seed=[0, 1], cache=cache,
+                          classifier=clf, conditional=False)
+    assert len(calls) == 5 and uncond[0]["accuracy"] is None and "accuracy_se" not in uncond[0]
+
+
+def test_table_parser_cache_argument():
+    parser = table_parser("A table.", n=5)
+    assert parser.parse_args([]).cache.path == Path(experiments.DEFAULT_CACHE)
+    assert parser.parse_args(["--cache", "none"]).cache.path is None
+
+
+def _quality_module():
+    spec = importlib.util.spec_from_file_location("quality", ROOT / "benchmarks" / "quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quality_bar_verdicts_need_the_whole_interval():
+    verdict = _quality_module().verdict
+    assert verdict(1.5, 2.9, (0.96, 1.0)) == "pass"
+    assert verdict(1.5, 2.9, None) == "pass"
+    assert verdict(2.5, 3.2, (0.96, 1.0)) == "undecided"
+    assert verdict(1.5, 2.9, (0.93, 0.99)) == "undecided"
+    assert verdict(3.1, 3.5, (0.96, 1.0)) == "FAIL"
+    assert verdict(1.5, 2.9, (0.90, 0.94)) == "FAIL"
+
+
+def test_committed_quality_table_has_intervals_and_its_command():
+    payload = experiments.read_results("quality")
+    assert payload is not None and len(payload["seeds"]) >= 3
+    assert {row["model"] for row in payload["rows"]} == {"digits", "digits_cosine", "moons"}
+    for row in payload["rows"]:
+        assert row["ratio_se"] > 0 and len(row["seeds"]) == len(payload["seeds"])
+        low, high = row["ratio"] - 2 * row["ratio_se"], row["ratio"] + 2 * row["ratio_se"]
+        accuracy = ((row["accuracy_low"], row["accuracy_high"])
+                    if row.get("accuracy_low") is not None else None)
+        assert row["bar"] == _quality_module().verdict(low, high, accuracy)
+    assert payload["command"].startswith("python benchmarks/quality.py")
