@@ -91,7 +91,7 @@ def toy_row(name: str, args: Any) -> dict[str, Any]:
     per_seed = []
     for s in args.seeds:
         key = dict(kind="toy", dataset=name, n=args.toy_n, seed=s, steps=args.steps,
-                   weights=weights)
+                   weights=weights, device=next(model.parameters()).device.type)
         measured = args.cache.get(key)
         if measured is None:
             start = time.perf_counter()

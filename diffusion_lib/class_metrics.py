@@ -31,6 +31,11 @@ __all__ = ["binomial_estimate", "mean_estimate", "per_class_accuracy", "per_clas
 def binomial_estimate(successes: int, n: int) -> Estimate:
     """The share k/n with the Agresti–Coull standard error √(p̃(1 − p̃)/(n + 4)).
 
+    The :class:`Estimate` form of a proportion, for comparing two of them with
+    :func:`~diffusion_lib.estimates.differs`. For the interval of one proportion use
+    :func:`~diffusion_lib.estimates.wilson_interval`: at z = 2, p̃ ± 2·se here is
+    the Agresti–Coull interval, which contains Wilson's, and 0 < se even at k = 0 or n.
+
     Args:
         successes: k, 0 ≤ k ≤ n.
         n: trials, ≥ 1.

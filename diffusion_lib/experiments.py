@@ -185,13 +185,16 @@ def sampler_grid(
     seeds = _seed_list(seed)
     cache = cache if cache is not None else TableCache(None)
     weights = fingerprint(model, schedule, classifier) if cache.path is not None else ""
+    # a GPU computes other digits than a CPU (another conv arithmetic): kept apart
+    device = next(iter(model.parameters()), torch.empty(0)).device.type
     rows = []
     for setting in settings:
         base = {k: v for k, v in asdict(setting).items() if k not in ("label", "extra")}
         per_seed = []
         for s in seeds:
             key = dict(kind="digits", setting=setting.kwargs(), n=n, seed=s,
-                       guidance_scale=guidance_scale, conditional=conditional, weights=weights)
+                       guidance_scale=guidance_scale, conditional=conditional, weights=weights,
+                       device=device)
             measured = cache.get(key)
             if measured is None:
                 _, seconds, q = _sample_and_score(

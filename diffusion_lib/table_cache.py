@@ -5,7 +5,8 @@ one measurement per (setting, seed); a DDPM-1000 row costs minutes per seed on a
 :class:`TableCache` stores each measurement as one JSON line the moment it is made, under
 a key that names everything the number depends on:
 
-- the sampler setting, n, the seed, the guidance scale, conditional or not;
+- the sampler setting, n, the seed, the guidance scale, conditional or not, the device
+  type (a GPU's arithmetic gives other samples than a CPU's);
 - a fingerprint of the model's and the classifier's weights and of the schedule's ᾱ;
 - a hash of the library's source files (:func:`source_hash`), so a measurement made by
   other sampler or metric code is never reused.

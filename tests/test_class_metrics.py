@@ -52,3 +52,15 @@ def test_per_class_diversity_matches_metrics_diversity():
 def test_mean_estimate():
     m = mean_estimate([Estimate(1.0, 0.3, 5), Estimate(3.0, 0.4, 5)])
     assert m.value == 2.0 and math.isclose(m.se, 0.25) and m.n == 10
+
+
+def test_agresti_coull_interval_contains_wilsons():
+    from diffusion_lib.estimates import wilson_interval
+
+    for n in (1, 5, 20, 100, 300):
+        for k in range(n + 1):
+            e = binomial_estimate(k, n)
+            centre = (k + 2) / (n + 4)
+            low, high = wilson_interval(k, n)
+            assert centre - 2 * e.se <= low + 1e-12 and high - 1e-12 <= centre + 2 * e.se
+            assert e.se > 0

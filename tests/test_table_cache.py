@@ -72,6 +72,8 @@ def test_sampler_grid_measures_each_setting_and_seed_once(tmp_path, monkeypatch)
     setting = [SamplerSetting("ddpm", 4)]
     first = sampler_grid(model, schedule, setting, n=3, seed=[0, 1], cache=cache, classifier=clf)
     assert calls == [(4, 0, False), (4, 3, False)]
+    key = json.loads(cache.path.read_text().splitlines()[0])["key"]
+    assert key["device"] == "cpu" and key["weights"] == fingerprint(model, schedule, clf)
     more = sampler_grid(model, schedule, setting, n=3, seed=[0, 1, 2], cache=cache,
                         classifier=clf)
     assert calls[2:] == [(4, 6, False)]  # only the new seed is sampled
