@@ -49,6 +49,8 @@ SETTINGS = [
     SamplerSetting("ddim", 50, spacing="trailing", eta=1.0, label="DDIM η=1"),
     SamplerSetting("ddpm", 50, spacing="trailing", label="DDPM σ²=β̃"),
     SamplerSetting("ddpm", 50, spacing="trailing", variance="beta", label="DDPM σ²=β"),
+    SamplerSetting("ddpm", 25, spacing="trailing", label="DDPM σ²=β̃"),
+    SamplerSetting("ddpm", 25, spacing="trailing", variance="beta", label="DDPM σ²=β"),
     _ode("euler", 50, "karras", "Euler (Karras σ)"),
     _ode("heun", 25, "karras", "Heun (Karras σ)"),
     _ode("heun", 25, "uniform", "Heun (uniform t)"),

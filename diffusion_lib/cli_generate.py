@@ -54,8 +54,9 @@ SAMPLER_DEFAULTS: dict[str, Any] = dict(
 )
 PRESETS: dict[str, dict[str, Any]] = {
     # benchmarks/samplers.py (10 seeds, n = 300, w = 3): FD ÷ DDPM-1000 = 0.940 ± 0.102, the
-    # one row within 15 % with its whole interval (σ² = β̃: 1.096 ± 0.118, undecided; DDIM
-    # η=0 and the ODE samplers: 1.57-1.79, ruled out), as varied as DDPM-1000 (4.17 vs 4.20)
+    # lowest of the rows within 15 % with their whole interval (σ² = β at 25 steps: 1.034 ±
+    # 0.108 and less varied; σ² = β̃: 1.096 ± 0.118, undecided; DDIM η=0 and the ODE
+    # samplers: 1.57-1.79, ruled out), as varied as DDPM-1000 (4.17 vs 4.20)
     "recommended": dict(sampler="ddpm", steps=50, spacing="trailing", eta=0.0,
                         variance="beta"),
 }
@@ -102,9 +103,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="base seed; image i uses seed+i")
     parser.add_argument(
         "--preset", choices=sorted(PRESETS),
-        help="recommended: the one kind measured within 15 %% of DDPM-1000's FD at 50 model "
-        "calls for guided digits (DDPM σ²=β, 50 trailing steps: 0.94 ± 0.10 × DDPM-1000's FD "
-        "at w = 3 over 10 seeds, where DDIM η=0 and the ODE samplers are 1.6-1.8× it; "
+        help="recommended: the best kind measured at <= 50 model calls for guided digits "
+        "(DDPM σ²=β, 50 trailing steps: 0.94 ± 0.10 × DDPM-1000's FD at w = 3 over 10 seeds, "
+        "as varied as DDPM-1000, where DDIM η=0 and the ODE samplers are 1.6-1.8× it; "
         "diffusion_lib/results/samplers.md). "
         "It sets --sampler/--steps/--spacing/--eta/--variance, so give none of those with it",
     )
