@@ -136,12 +136,13 @@ def test_digits_quality_real_vs_noise(classifier):
     split = load_digits_split()
     real = digits_quality(split.train_images[:300], split.train_labels[:300], classifier)
     assert real.accuracy >= 0.97
-    # train digits are not held-out-like to a classifier fit on them: ≈ 1.9× the floor
-    assert real.fd_ratio < 2.5
+    # real digits score about the floor at their own class counts, even the classifier's
+    # train digits (0.98×; MODELS.md quotes it); uniform noise scores 42×
+    assert 0.9 < real.fd_ratio < 1.1
     assert 0.5 < real.diversity / real.diversity_real < 1.5
     noise = torch.rand(300, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
     bad = digits_quality(noise, None, classifier)
-    assert bad.accuracy is None and bad.fd_ratio > 10
+    assert bad.accuracy is None and 40 < bad.fd_ratio < 45
     with pytest.raises(ValueError, match=r"\(N, 1, 8, 8\)"):
         digits_quality(torch.zeros(3, 64), None, classifier)
 

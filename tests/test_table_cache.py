@@ -120,3 +120,18 @@ def test_committed_quality_table_has_intervals_and_its_command():
                     if row.get("accuracy_low") is not None else None)
         assert row["bar"] == _quality_module().verdict(low, high, accuracy)
     assert payload["command"].startswith("python benchmarks/quality.py")
+
+
+def test_quality_and_samplers_tables_share_their_guided_ddpm_1000_row():
+    """One measurement, two tables: the cache must have served the same per-seed values."""
+    quality, samplers = experiments.read_results("quality"), experiments.read_results("samplers")
+    (guided,) = [r for r in quality["rows"] if r["model"] == "digits" and r["setting"] == "w = 3"]
+    reference = samplers["rows"][0]
+    assert (reference["sampler"], reference["steps"], samplers["n"]) == ("ddpm", 1000, quality["n"])
+    assert samplers["guidance_scale"] == quality["guidance_scale"]
+    shared = [s for s in quality["seeds"] if s in samplers["seeds"]]
+    assert len(shared) >= 3
+    for key in ("fd", "accuracy", "diversity"):
+        by_seed = dict(zip(samplers["seeds"], reference[f"{key}_seeds"], strict=True))
+        assert [by_seed[s] for s in shared] == [
+            v for s, v in zip(quality["seeds"], guided[f"{key}_seeds"], strict=True) if s in shared]
