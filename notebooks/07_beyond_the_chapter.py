@@ -583,6 +583,11 @@ for (variance, calls), r in ddpm.items():
           f"worse; diversity − DDPM-1000's {spread.value:+.2f} ± {2 * spread.se:.2f}")
     assert gain.value > 2 * gain.se
 assert ddpm["beta", 50]["meets"] == ddpm["beta", 25]["meets"] == "yes"
+T_9 = 2.262  # Student's t, 97.5 % quantile, 9 degrees of freedom (10 seeds)
+for calls in (50, 25):
+    r = ddpm["beta", calls]
+    print(f"σ²=β at {calls} calls, upper end with ± {T_9} SE: {r['ratio'] + T_9 * r['ratio_se']:.3f}")
+assert ddpm["beta", 50]["ratio"] + T_9 * ddpm["beta", 50]["ratio_se"] < table["target"]
 assert ddpm["beta_tilde", 50]["meets"] != "no"
 assert abs(spreads["beta", 50].value) < 2 * spreads["beta", 50].se  # as varied as DDPM-1000
 for less_varied in [("beta_tilde", 50), ("beta", 25), ("beta_tilde", 25)]:
@@ -594,8 +599,9 @@ for less_varied in [("beta_tilde", 50), ("beta", 25), ("beta_tilde", 25)]:
 # target, while both stochastic DDPM samplers at 50 trailing steps beat DDIM η = 0 beyond
 # the interval. **DDPM σ² = β at 50 calls meets the target** over 10 seeds: its whole
 # interval is below 1.15, and its diversity ties DDPM-1000's, so the low FD is not bought
-# with low variance. At 25 calls σ² = β still meets it, but only just, and its samples are
-# less varied than DDPM-1000's; σ² = β̃ (the same sampler as DDIM η = 1) is undecided at
+# with low variance. At 25 calls σ² = β still meets it, but only just (a Student-t interval
+# for 10 seeds, printed above, reaches past 1.15), and its samples are less varied than
+# DDPM-1000's; σ² = β̃ (the same sampler as DDIM η = 1) is undecided at
 # both and less varied. Section 2 measured
 # how well each solver integrates the ODE *of the model*; here
 # the model is imperfect and guidance pushes it off the data, and the fresh noise of a
