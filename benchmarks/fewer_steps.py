@@ -34,10 +34,9 @@ from diffusion_lib.experiments import (
     SamplerSetting,
     markdown_table,
     paired_difference,
-    provenance,
+    publish_table,
     sampler_grid,
     table_parser,
-    write_results,
 )
 from diffusion_lib.metrics import load_classifier
 from diffusion_lib.moments import exact_moments
@@ -116,22 +115,12 @@ def annotate(rows: list[dict[str, Any]], schedule: Any) -> None:
         r["oracle_w2"] = gaussian_digits_w2(schedule, setting)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = table_parser(__doc__, n=200)
-    parser.add_argument("--model", default="digits", choices=["digits", "digits_cosine"])
-    args = parser.parse_args(argv)
-    seeds = args.seeds
-    torch.set_num_threads(args.threads)
-    model, schedule = load_pretrained(args.model)
-    rows = sampler_grid(model, schedule, settings(args.model), n=args.n, seed=seeds,
-                        classifier=load_classifier(), cache=args.cache)
-    annotate(rows, schedule)
-    command, env = provenance("benchmarks/fewer_steps.py", argv, args.threads)
-    name = "fewer_steps" if args.model == "digits" else "fewer_steps_cosine"
-    md = (
-        f"# Fewer steps: wall time and quality (`{args.model}` model)\n\n"
-        f"Command: `{command}`\n\n{env}. n = {args.n} digits per row and seed "
-        f"(classes 0…9), seeds {seeds}, x̂0 clipped, no guidance.\n\n"
+def render(payload: dict[str, Any]) -> str:
+    """The Markdown table of a fewer_steps*.json payload."""
+    return (
+        f"# Fewer steps: wall time and quality (`{payload['model']}` model)\n\n"
+        f"Command: `{payload['command']}`\n\n{payload['env']}. n = {payload['n']} digits per "
+        f"row and seed (classes 0…9), seeds {payload['seeds']}, x̂0 clipped, no guidance.\n\n"
         "- **FD ± 2 SE**: mean over the seeds of the FD in the shipped classifier's features "
         "against held-out digits, ± 2 standard errors over the seeds.\n"
         "- **FD − DDPM-1000**: the difference from the DDPM-1000 row taken seed by seed (same "
@@ -143,11 +132,23 @@ def main(argv: list[str] | None = None) -> int:
         "- **oracle W₂ (exact)**: the same sampler on Gaussian digits (per-pixel N(μ, s²) of "
         "the training set, exact ε̂), W₂ of its exact output to the data; 0 is perfect; no "
         "sampling noise, clipping not modelled.\n\n"
-        + markdown_table(rows, COLUMNS)
+        + markdown_table(payload["rows"], COLUMNS)
     )
-    write_results(name, {"command": command, "env": env, "n": args.n, "seeds": seeds,
-                         "model": args.model, "rows": rows}, md)
-    print(md)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = table_parser(__doc__, n=200)
+    parser.add_argument("--model", default="digits", choices=["digits", "digits_cosine"])
+    args = parser.parse_args(argv)
+    seeds = args.seeds
+    torch.set_num_threads(args.threads)
+    model, schedule = load_pretrained(args.model)
+    rows = sampler_grid(model, schedule, settings(args.model), n=args.n, seed=seeds,
+                        classifier=load_classifier(), cache=args.cache)
+    annotate(rows, schedule)
+    name = "fewer_steps" if args.model == "digits" else "fewer_steps_cosine"
+    publish_table(name, "benchmarks/fewer_steps.py", argv, args, render, model=args.model,
+                  rows=rows)
     return 0
 
 

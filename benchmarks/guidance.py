@@ -17,9 +17,8 @@ import torch
 from diffusion_lib.experiments import (
     guidance_sweep,
     markdown_table,
-    provenance,
+    publish_table,
     table_parser,
-    write_results,
 )
 from diffusion_lib.metrics import load_classifier, wilson_interval
 from diffusion_lib.pretrained import load_pretrained
@@ -76,12 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         model, schedule, SCALES, n=args.n, seed=seeds, classifier=load_classifier(), **SAMPLER
     )
     with_intervals(rows)
-    command, env = provenance("benchmarks/guidance.py", argv, args.threads)
-    payload = {"command": command, "env": env, "n": args.n, "seeds": seeds,
-               "sampler": SAMPLER, "rows": rows}
-    md = render(payload)
-    write_results("guidance", payload, md)
-    print(md)
+    publish_table("guidance", "benchmarks/guidance.py", argv, args, render, sampler=SAMPLER,
+                  rows=rows)
     return 0
 
 

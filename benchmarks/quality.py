@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 from typing import Any
 
 import torch
@@ -30,10 +31,9 @@ import torch
 from diffusion_lib.experiments import (
     SamplerSetting,
     markdown_table,
-    provenance,
+    publish_table,
     sampler_grid,
     table_parser,
-    write_results,
 )
 from diffusion_lib.metrics import evaluate_toy, load_classifier, over_seeds, wilson_interval
 from diffusion_lib.pretrained import available_models, load_pretrained
@@ -84,6 +84,13 @@ def digits_rows(name: str, args: Any, classifier: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def _toy_measurement(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """One seed of a 2-D row: :func:`evaluate_toy`'s SW₂ and floor, and the wall time."""
+    start = time.perf_counter()
+    q = evaluate_toy(*args, progress=False, **kwargs)
+    return dict(sw=q.sw, sw_floor=q.sw_floor, seconds=time.perf_counter() - start)
+
+
 def toy_row(name: str, args: Any) -> dict[str, Any]:
     """The unconditional row of a 2-D model: SW₂ to fresh true points, over the seeds."""
     model, schedule = load_pretrained(name)
@@ -92,15 +99,9 @@ def toy_row(name: str, args: Any) -> dict[str, Any]:
     for s in args.seeds:
         key = dict(kind="toy", dataset=name, n=args.toy_n, seed=s, steps=args.steps,
                    weights=weights, device=next(model.parameters()).device.type)
-        measured = args.cache.get(key)
-        if measured is None:
-            start = time.perf_counter()
-            q = evaluate_toy(model, schedule, name, n=args.toy_n, steps=args.steps,
-                             seed=s * args.toy_n, progress=False)
-            measured = dict(sw=q.sw, sw_floor=q.sw_floor,
-                            seconds=time.perf_counter() - start)
-            args.cache.put(key, measured)
-        per_seed.append(measured)
+        per_seed.append(args.cache.measure(key, partial(
+            _toy_measurement, model, schedule, name, n=args.toy_n, steps=args.steps,
+            seed=s * args.toy_n)))
     row: dict[str, Any] = {"model": name, "setting": "unconditional", "n": args.toy_n,
                            "seeds": list(args.seeds)}
     for key in ("sw", "sw_floor", "seconds"):
@@ -188,14 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     rows.sort(key=lambda row: order.index(row["model"]))
     for row in rows:
         annotate(row)
-    command, env = provenance("benchmarks/quality.py", argv, args.threads)
-    payload = {"command": command, "env": env, "n": args.n, "toy_n": args.toy_n,
-               "seeds": args.seeds, "steps": args.steps, "guidance_scale": W,
-               "bars": {"distance_ratio": DISTANCE_BAR, "accuracy": ACCURACY_BAR},
-               "rows": rows}
-    md = render(payload)
-    write_results("quality", payload, md)
-    print(md)
+    publish_table("quality", "benchmarks/quality.py", argv, args, render, toy_n=args.toy_n,
+                  steps=args.steps, guidance_scale=W,
+                  bars={"distance_ratio": DISTANCE_BAR, "accuracy": ACCURACY_BAR}, rows=rows)
     return 0 if all(row["bar"] == "pass" for row in rows) else 1
 
 

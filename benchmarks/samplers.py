@@ -24,10 +24,9 @@ from diffusion_lib.beyond import CallCounter
 from diffusion_lib.experiments import (
     SamplerSetting,
     markdown_table,
-    provenance,
+    publish_table,
     sampler_grid,
     table_parser,
-    write_results,
 )
 from diffusion_lib.metrics import load_classifier, over_seeds
 from diffusion_lib.pretrained import load_pretrained
@@ -140,12 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = sampler_grid(model, schedule, SETTINGS, n=args.n, seed=seeds, guidance_scale=W,
                         classifier=load_classifier(), cache=args.cache)
     annotate(rows, model, schedule)
-    command, env = provenance("benchmarks/samplers.py", argv, args.threads)
-    payload = {"command": command, "env": env, "n": args.n, "seeds": seeds,
-               "guidance_scale": W, "target": TARGET, "rows": rows}
-    md = render(payload)
-    write_results("samplers", payload, md)
-    print(md)
+    publish_table("samplers", "benchmarks/samplers.py", argv, args, render, guidance_scale=W,
+                  target=TARGET, rows=rows)
     return 0
 
 

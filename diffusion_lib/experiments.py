@@ -23,8 +23,9 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,14 @@ def _sample_and_score(
     return x, seconds, digits_quality(x.clamp(-1, 1), labels, classifier)
 
 
+def _measurement(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """One (setting, seed) of :func:`sampler_grid`: :func:`_sample_and_score`'s numbers."""
+    _, seconds, q = _sample_and_score(*args, **kwargs)
+    return dict(seconds=seconds, fd=q.fd, fd_floor=q.fd_floor, fd_sd=q.fd_sd,
+                fd_floor_sd=q.fd_floor_sd, accuracy=q.accuracy, diversity=q.diversity,
+                diversity_real=q.diversity_real)
+
+
 def _seed_list(seed: int | Sequence[int]) -> list[int]:
     seeds = [int(seed)] if isinstance(seed, int) else [int(s) for s in seed]
     if not seeds or len(set(seeds)) != len(seeds):
@@ -195,16 +204,10 @@ def sampler_grid(
             key = dict(kind="digits", setting=setting.kwargs(), n=n, seed=s,
                        guidance_scale=guidance_scale, conditional=conditional, weights=weights,
                        device=device)
-            measured = cache.get(key)
-            if measured is None:
-                _, seconds, q = _sample_and_score(
-                    model, schedule, n, s, classifier, conditional,
-                    guidance_scale=guidance_scale, **setting.kwargs(),
-                )
-                measured = dict(seconds=seconds, fd=q.fd, fd_floor=q.fd_floor, fd_sd=q.fd_sd,
-                                fd_floor_sd=q.fd_floor_sd, accuracy=q.accuracy,
-                                diversity=q.diversity, diversity_real=q.diversity_real)
-                cache.put(key, measured)
+            measured = cache.measure(key, partial(
+                _measurement, model, schedule, n, s, classifier, conditional,
+                guidance_scale=guidance_scale, **setting.kwargs(),
+            ))
             per_seed.append(dict(base, name=setting.name, n=n, seed=s, **measured))
         rows.append(_over_seeds(per_seed))
     return rows
@@ -285,6 +288,28 @@ def provenance(script: str, argv: Sequence[str] | None, threads: int) -> tuple[s
     env = (f"torch {torch.__version__}, {platform.machine()}, {threads} threads, "
            f"git {git_commit()[:12]}")
     return command.strip(), env
+
+
+def publish_table(
+    name: str,
+    script: str,
+    argv: Sequence[str] | None,
+    args: argparse.Namespace,
+    render: Callable[[dict[str, Any]], str],
+    **fields: Any,
+) -> dict[str, Any]:
+    """Write and print a table of ``benchmarks/``; return its payload.
+
+    The payload is the command and environment (:func:`provenance`), ``args.n``,
+    ``args.seeds`` and ``fields``; ``render(payload)`` is its Markdown. Both go to
+    ``diffusion_lib/results/<name>.{json,md}`` (:func:`write_results`).
+    """
+    command, env = provenance(script, argv, args.threads)
+    payload = {"command": command, "env": env, "n": args.n, "seeds": args.seeds, **fields}
+    markdown = render(payload)
+    write_results(name, payload, markdown)
+    print(markdown)
+    return payload
 
 
 def write_results(name: str, payload: dict[str, Any], markdown: str) -> Path:

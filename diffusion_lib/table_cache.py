@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,8 @@ class TableCache:
         self.path = None if path is None else Path(path)
 
     @staticmethod
-    def _canonical(key: dict[str, Any]) -> str:
-        return json.dumps({**key, "source": source_hash()}, sort_keys=True)
+    def _full(key: dict[str, Any]) -> dict[str, Any]:
+        return {**key, "source": source_hash()}
 
     def _entries(self) -> dict[str, dict[str, Any]]:
         if self.path is None or not self.path.is_file():
@@ -96,13 +97,21 @@ class TableCache:
 
     def get(self, key: dict[str, Any]) -> dict[str, Any] | None:
         """The row stored under ``key`` by the same library sources, or None."""
-        return self._entries().get(self._canonical(key))
+        return self._entries().get(json.dumps(self._full(key), sort_keys=True))
 
     def put(self, key: dict[str, Any], row: dict[str, Any]) -> None:
         """Append ``row`` under ``key`` (with the current source hash)."""
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"key": json.loads(self._canonical(key)), "row": row})
+        line = json.dumps({"key": self._full(key), "row": row})
         with self.path.open("a") as f:
             f.write(line + "\n")
+
+    def measure(self, key: dict[str, Any], run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """The row stored under ``key``; else ``run()``'s row, stored under it first."""
+        row = self.get(key)
+        if row is None:
+            row = run()
+            self.put(key, row)
+        return row

@@ -135,3 +135,26 @@ def test_quality_and_samplers_tables_share_their_guided_ddpm_1000_row():
         by_seed = dict(zip(samplers["seeds"], reference[f"{key}_seeds"], strict=True))
         assert [by_seed[s] for s in shared] == [
             v for s, v in zip(quality["seeds"], guided[f"{key}_seeds"], strict=True) if s in shared]
+
+
+def test_measure_runs_only_on_a_miss(tmp_path):
+    cache, runs = TableCache(tmp_path / "c.jsonl"), []
+
+    def run():
+        runs.append(1)
+        return {"fd": 3.0}
+
+    assert cache.measure({"seed": 0}, run) == {"fd": 3.0}
+    assert cache.measure({"seed": 0}, run) == {"fd": 3.0} and len(runs) == 1
+    assert TableCache(None).measure({"seed": 0}, run) == {"fd": 3.0} and len(runs) == 2
+
+
+def test_publish_table_writes_the_payload_and_its_markdown(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(experiments, "RESULTS_DIR", tmp_path)
+    args = table_parser("A table.", n=7).parse_args(["--seeds", "3,4"])
+    payload = experiments.publish_table(
+        "t", "benchmarks/t.py", ["--seeds", "3,4"], args,
+        lambda p: f"# {p['n']} {p['seeds']} {p['extra']}\n", extra="x")
+    assert payload["command"] == "python benchmarks/t.py --seeds 3,4"
+    assert json.loads((tmp_path / "t.json").read_text()) == payload
+    assert (tmp_path / "t.md").read_text() == "# 7 [3, 4] x\n" == capsys.readouterr().out[:-1]
