@@ -14,7 +14,7 @@ Each row carries two measurements:
   and its difference from DDPM-1000 taken seed by seed (same seeds, same real reference);
 - the exact oracle: the same sampler run on "Gaussian digits" (each pixel N(μ, s²) with the
   training set's per-pixel mean and sd, the exact ε̂) has a closed-form output
-  (diffusion_lib.moments.exact_moments); the column is its W₂ distance to the data
+  (diffusion_lib.exact.moments.exact_moments); the column is its W₂ distance to the data
   Gaussian, √(Σ_pixels (m − μ)² + (sd − s)²), with no Monte Carlo noise (clipping not
   modelled).
 """
@@ -28,18 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from diffusion_lib.beyond import gaussian_w2
+from diffusion_lib.bench.sweeps import SamplerSetting, paired_difference, sampler_grid
+from diffusion_lib.bench.tables import markdown_table, publish_table, table_parser
 from diffusion_lib.data import load_digits_split
-from diffusion_lib.experiments import (
-    SamplerSetting,
-    markdown_table,
-    paired_difference,
-    publish_table,
-    sampler_grid,
-    table_parser,
-)
+from diffusion_lib.exact.moments import exact_moments
+from diffusion_lib.exact.outputs import gaussian_w2
 from diffusion_lib.metrics import load_classifier
-from diffusion_lib.moments import exact_moments
 from diffusion_lib.pretrained import load_pretrained
 
 STEPS = (10, 25, 50, 100, 250)

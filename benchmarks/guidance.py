@@ -14,12 +14,8 @@ from typing import Any
 
 import torch
 
-from diffusion_lib.experiments import (
-    guidance_sweep,
-    markdown_table,
-    publish_table,
-    table_parser,
-)
+from diffusion_lib.bench.sweeps import guidance_sweep
+from diffusion_lib.bench.tables import markdown_table, publish_table, table_parser
 from diffusion_lib.metrics import load_classifier, wilson_interval
 from diffusion_lib.pretrained import load_pretrained
 

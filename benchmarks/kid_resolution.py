@@ -16,10 +16,10 @@ from __future__ import annotations
 import torch
 
 from diffusion_lib import sample
-from diffusion_lib.classifier import classifier_features, load_classifier
 from diffusion_lib.data import load_digits_split
-from diffusion_lib.kid import kid
 from diffusion_lib.metrics import digits_matched
+from diffusion_lib.metrics.classifier import classifier_features, load_classifier
+from diffusion_lib.metrics.kid import kid
 from diffusion_lib.pretrained import load_pretrained
 
 SAMPLERS = {

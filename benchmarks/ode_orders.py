@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from diffusion_lib import sample
-from diffusion_lib.ode import ode_timesteps, sigmas_of
-from diffusion_lib.oracle import GaussianOracle
+from diffusion_lib.exact.oracle import GaussianOracle
+from diffusion_lib.sampling.ode import ode_timesteps, sigmas_of
 from diffusion_lib.schedule import cosine_schedule, linear_schedule
 
 MU, S, STEPS = 0.1, 0.5, (5, 10, 20, 40, 80)

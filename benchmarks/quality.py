@@ -28,16 +28,11 @@ from typing import Any
 
 import torch
 
-from diffusion_lib.experiments import (
-    SamplerSetting,
-    markdown_table,
-    publish_table,
-    sampler_grid,
-    table_parser,
-)
+from diffusion_lib.bench.cache import fingerprint
+from diffusion_lib.bench.sweeps import SamplerSetting, sampler_grid
+from diffusion_lib.bench.tables import markdown_table, publish_table, table_parser
 from diffusion_lib.metrics import evaluate_toy, load_classifier, over_seeds, wilson_interval
 from diffusion_lib.pretrained import available_models, load_pretrained
-from diffusion_lib.table_cache import fingerprint
 
 DISTANCE_BAR = 3.0  # FD (SW₂ for 2-D) within 3× of the real-vs-real floor
 ACCURACY_BAR = 0.95

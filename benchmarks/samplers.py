@@ -20,14 +20,9 @@ import torch
 from torch import nn
 
 from diffusion_lib import sample
-from diffusion_lib.beyond import CallCounter
-from diffusion_lib.experiments import (
-    SamplerSetting,
-    markdown_table,
-    publish_table,
-    sampler_grid,
-    table_parser,
-)
+from diffusion_lib.bench.sweeps import SamplerSetting, sampler_grid
+from diffusion_lib.bench.tables import markdown_table, publish_table, table_parser
+from diffusion_lib.exact.outputs import CallCounter
 from diffusion_lib.metrics import load_classifier, over_seeds
 from diffusion_lib.pretrained import load_pretrained
 

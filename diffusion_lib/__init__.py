@@ -4,12 +4,9 @@ The notebooks in ``notebooks/`` teach it; this package is their single source
 of truth. Start with :func:`diffusion_lib.sampling.sample`.
 """
 
-from . import _startup  # noqa: F401  (first: Ctrl-C while the CLI imports torch)
+from .cli import _startup  # noqa: F401  (first: Ctrl-C while the CLI imports torch)
 from .device import default_device
-from .guidance import make_eps_fn
-from .model_api import EpsModel, ModelAdapter
-from .noise import SampleNoise, resolve_seeds
-from .oracle import (
+from .exact.oracle import (
     GaussianMixtureOracle,
     GaussianOracle,
     analytic_variance,
@@ -17,8 +14,10 @@ from .oracle import (
     exact_moments,
     moons_mixture,
 )
+from .model_api import EpsModel, ModelAdapter
 from .sampling import (
     SampleStep,
+    StepOutput,
     ddim_step,
     ddpm_step,
     predict_eps_from_x0,
@@ -27,8 +26,11 @@ from .sampling import (
     sample,
     sample_progressive,
     sampling_schedule,
+    step_at,
     timestep_spacing,
 )
+from .sampling.guidance import make_eps_fn
+from .sampling.noise import SampleNoise, resolve_seeds
 from .schedule import (
     NoiseSchedule,
     cosine_schedule,
@@ -36,7 +38,6 @@ from .schedule import (
     make_schedule,
     sigmoid_schedule,
 )
-from .steps import StepOutput, step_at
 
 __version__ = "0.1.0"
 

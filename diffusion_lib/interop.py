@@ -16,6 +16,9 @@ needs the network; nothing here downloads anything.
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
 from typing import Any
 
 import numpy as np
@@ -102,4 +105,28 @@ def from_diffusers(
     return DiffusersEpsModel(unet, null_label), schedule_from_diffusers(scheduler)
 
 
-__all__ = ["DiffusersEpsModel", "from_diffusers", "schedule_from_diffusers"]
+def hub_reachable(host: str = "huggingface.co", port: int = 443, timeout: float = 2.0) -> bool:
+    """Whether a TCP connection to the Hub opens within ``timeout`` seconds.
+
+    False at once when ``HF_HUB_OFFLINE`` is set to a true value. The name lookup has no
+    timeout of its own, so the attempt runs in a daemon thread that is abandoned after
+    ``timeout``: the call never takes much longer than that.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    opened: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            opened.append(True)
+        except OSError:
+            pass
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout + 0.5)
+    return bool(opened)
+
+
+__all__ = ["DiffusersEpsModel", "from_diffusers", "hub_reachable", "schedule_from_diffusers"]

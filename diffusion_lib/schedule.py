@@ -465,3 +465,14 @@ def make_schedule(name: str, num_timesteps: int = 1000) -> NoiseSchedule:
 def _check_num_timesteps(num_timesteps: int) -> None:
     if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, int) or num_timesteps < 1:
         raise ValueError(f"num_timesteps must be a positive int, got {num_timesteps!r}")
+
+
+def rescale_zero_terminal_snr(alphas_cumprod: np.ndarray) -> np.ndarray:
+    """Lin et al. 2024, Algorithm 1: shift and scale √ᾱ so that ᾱ_{T−1} = 0, ᾱ_0 kept.
+
+    √ᾱ' = (√ᾱ − √ᾱ_{T−1}) · √ᾱ_0 / (√ᾱ_0 − √ᾱ_{T−1}). Returns ᾱ' (T,) float64; its last
+    β is 1, which :class:`NoiseSchedule` (β ≤ 0.999) refuses.
+    """
+    root = np.sqrt(np.asarray(alphas_cumprod, dtype=np.float64))
+    first, last = root[0], root[-1]
+    return ((root - last) * first / (first - last)) ** 2

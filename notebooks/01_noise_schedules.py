@@ -62,7 +62,7 @@ import torch
 
 from diffusion_lib import cosine_schedule, default_device, linear_schedule, sigmoid_schedule
 from diffusion_lib.data import load_digits_split, sample_moons
-from diffusion_lib.viz import image_row, plot_schedules, scatter_points
+from diffusion_lib.lessons.viz import image_row, plot_schedules, scatter_points
 
 torch.manual_seed(0)
 device = default_device()
@@ -185,7 +185,7 @@ plt.show()
 
 # %%
 from diffusion_lib import GaussianMixtureOracle
-from diffusion_lib.lesson_plots import exact_density_over_time, noised_density_over_time
+from diffusion_lib.lessons.plots import exact_density_over_time, noised_density_over_time
 
 mixture = GaussianMixtureOracle(linear, means=[[-0.7], [0.1], [0.6]], stds=[0.06, 0.1, 0.05],
                                 weights=[0.3, 0.3, 0.4])
@@ -197,7 +197,7 @@ x0_1d = mixture.sample_data(200_000, generator=torch.Generator().manual_seed(4))
 measured = noised_density_over_time(x0_1d, linear, ts_density, edges, seed=5)
 
 # %%
-from diffusion_lib.lesson_plots import plot_density_over_time
+from diffusion_lib.lessons.plots import plot_density_over_time
 
 fig = plot_density_over_time({"exact p_t (oracle)": exact,
                               "histogram of q_sample(x_0, t)": measured}, ts_density, (-3, 3))
@@ -300,8 +300,8 @@ assert cos_a[250] > lin_a[250]
 # (the mean of x − x_fp32 over the 20,000 samples) isolates the arithmetic.
 
 # %%
-# the chapter's loop with every operation in one dtype (source: diffusion_lib/fp_lesson.py)
-from diffusion_lib.fp_lesson import chapter_loop_in_dtype, precision_summary
+# the chapter's loop with every operation in one dtype (source: diffusion_lib/lessons/precision.py)
+from diffusion_lib.lessons.precision import chapter_loop_in_dtype, precision_summary
 
 # the four ways: (sampler dtype, ε̂ dtype, dtype ᾱ is stored in)
 half, bf16, f32 = torch.float16, torch.bfloat16, torch.float32

@@ -59,9 +59,9 @@ import matplotlib.pyplot as plt
 import torch
 
 from diffusion_lib import ddpm_step, default_device, moons_mixture, sample, sample_progressive
+from diffusion_lib.lessons.viz import image_row
 from diffusion_lib.metrics import Estimate, differs, digits_quality, load_classifier
 from diffusion_lib.pretrained import load_pretrained
-from diffusion_lib.viz import image_row
 
 device = default_device()
 print(f"device: {device}")
@@ -221,7 +221,7 @@ print(f"max relative gap over all t: x_t factor "
 # al. 2020); in general the ideal is neither (section 2 below gives the exact one).
 # β̃_t < β_t at every step, by a factor that matters only near t = 0 (notebook 01). Let's run
 # both with all 1000 steps on the moons, **exact first**: `moons_mixture` is a Gaussian
-# mixture shaped like the two moons whose exact ε̂ is known (`diffusion_lib.oracle`), so its
+# mixture shaped like the two moons whose exact ε̂ is known (`diffusion_lib.exact.oracle`), so its
 # samples show what the *sampler* does with no model error. Beside it, the shipped `moons`
 # network (trained on the moons toy data) with the same sampler shows the *model's* error.
 #
@@ -272,7 +272,7 @@ for key, points in moons.items():
           f"off-support {quality[key][2].value:.1%} ± {2 * quality[key][2].se:.1%} (exact: 1%)")
 
 # %%
-from diffusion_lib.lesson_plots import data_frame
+from diffusion_lib.lessons.plots import data_frame
 
 xlim, ylim = data_frame(reference[:2000], margin=0.1)
 fig, axes = plt.subplots(1, 5, figsize=(14, 2.6), sharey=True)
@@ -314,7 +314,7 @@ print("the trained net puts {:.0f}× (β) and {:.0f}× (β̃) as many points off
 # exactly, no sampling noise, for either choice and for the Analytic-DPM σ*²:
 
 # %%
-from diffusion_lib.oracle import analytic_variance, exact_moments
+from diffusion_lib.exact.oracle import analytic_variance, exact_moments
 
 rows = {}
 print("spacing   data sd  steps   σ²=β   σ²=β̃   σ*² (Analytic-DPM)   closer of β, β̃")
@@ -421,7 +421,7 @@ assert torch.equal(runs["DDIM run 1"], runs["DDIM run 2"])
 # start can end on a different moon. The last panel is the trained net under DDIM η = 0.
 
 # %%
-from diffusion_lib.lesson_plots import plot_paths, sample_paths
+from diffusion_lib.lessons.plots import plot_paths, sample_paths
 
 x_T_2d = torch.randn(40, 2, generator=torch.Generator().manual_seed(21))
 paths = {"DDPM, 1000 steps": sample_paths(moons_oracle, moons_schedule, x_T_2d, seed=1),
@@ -452,8 +452,8 @@ assert length["DDIM η = 0, 50 steps"] < length["DDIM η = 1, 50 steps"] < lengt
 # don't run (GitHub, a saved copy).
 
 # %%
-from diffusion_lib.lesson_plots import contact_sheet
-from diffusion_lib.widgets import TimestepScrubber, collect_frames
+from diffusion_lib.lessons.plots import contact_sheet
+from diffusion_lib.lessons.widgets import TimestepScrubber, collect_frames
 
 steps = list(sample_progressive(digits_model, digits_schedule, (8, 1, 8, 8),
                                 labels=torch.arange(8), seed=3, progress=False))

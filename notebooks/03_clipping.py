@@ -63,9 +63,9 @@ from diffusion_lib import (
     sample,
     sample_progressive,
 )
+from diffusion_lib.lessons.viz import image_row, out_of_range_share
 from diffusion_lib.metrics import digits_quality, load_classifier
 from diffusion_lib.pretrained import load_pretrained
-from diffusion_lib.viz import image_row, out_of_range_share
 
 device = default_device()
 print(f"device: {device}")
@@ -115,7 +115,7 @@ assert trace["max"][0] > 2 and trace["out"][0] > 0.1
 # and what is still outside sits *just* beyond ±1: a large share, by small amounts.
 
 # %%
-from diffusion_lib.lesson_plots import x0_histograms
+from diffusion_lib.lessons.plots import x0_histograms
 
 x0_histograms(x0_at)
 plt.show()

@@ -58,10 +58,10 @@ import torch
 
 from diffusion_lib import ddim_step, default_device, sample, sample_progressive, sampling_schedule
 from diffusion_lib.device import exact_fp32
-from diffusion_lib.oracle import GaussianOracle, exact_moments
+from diffusion_lib.exact.oracle import GaussianOracle, exact_moments
+from diffusion_lib.lessons.viz import image_row
 from diffusion_lib.pretrained import load_pretrained
 from diffusion_lib.sampling import naive_strided_timesteps
-from diffusion_lib.viz import image_row
 
 # %%
 device = default_device()
@@ -340,7 +340,8 @@ assert cos_a[900] > 0.02 and timestep_spacing(T, 501, "leading")[-1] == 500
 # "±" is the spread over 10 splits of the real digits. First a small slice, live:
 
 # %%
-from diffusion_lib.experiments import SamplerSetting, read_results, sampler_grid
+from diffusion_lib.bench.sweeps import SamplerSetting, sampler_grid
+from diffusion_lib.bench.tables import read_results
 from diffusion_lib.metrics import load_classifier
 
 classifier = load_classifier(device="cpu")

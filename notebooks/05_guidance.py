@@ -58,12 +58,16 @@ import numpy as np
 import torch
 
 from diffusion_lib import ModelAdapter, default_device, make_eps_fn, sample
-from diffusion_lib.class_metrics import binomial_estimate, per_class_accuracy, per_class_diversity
 from diffusion_lib.device import exact_fp32
+from diffusion_lib.exact.oracle import eight_gaussians
+from diffusion_lib.lessons.viz import image_row
 from diffusion_lib.metrics import Estimate, differs, load_classifier
-from diffusion_lib.oracle import eight_gaussians
+from diffusion_lib.metrics.per_class import (
+    binomial_estimate,
+    per_class_accuracy,
+    per_class_diversity,
+)
 from diffusion_lib.pretrained import WEIGHTS_DIR, load_pretrained
-from diffusion_lib.viz import image_row
 
 # %%
 device = default_device()
@@ -136,7 +140,7 @@ print("ε̃ matches the formula for w = 0, 1, 3, and the paper's w′ = 0.3 is o
 #
 # We check this exactly on data whose density we know: a ring of 8 Gaussians (sd 0.2, so
 # neighbours overlap), class k = component k, and ∅ = the whole ring
-# (`diffusion_lib.oracle.eight_gaussians`). Its oracle ε̂ is exact, and so is its log-density
+# (`diffusion_lib.exact.oracle.eight_gaussians`). Its oracle ε̂ is exact, and so is its log-density
 # log p_t(x) and class posterior log p_t(c | x). Autograd of
 # log p_t(x) + w log p_t(c | x) must give the library's guided ε̃:
 
@@ -330,7 +334,8 @@ print(f"two-pass {timings['two_pass']:.2f} s, batched {timings['batched']:.2f} s
 # A small live slice first (DDIM, 25 steps): accuracy, FD and diversity at a few w.
 
 # %%
-from diffusion_lib.experiments import guidance_sweep, paired_difference, read_results
+from diffusion_lib.bench.sweeps import guidance_sweep, paired_difference
+from diffusion_lib.bench.tables import read_results
 
 N_LIVE = 200 if on_gpu else 60
 live, grids = guidance_sweep(model, schedule, [0.0, 1.0, 3.0, 10.0], n=N_LIVE,

@@ -72,8 +72,8 @@ from PIL import Image
 
 from diffusion_lib import default_device, sample
 from diffusion_lib.images import to_uint8
+from diffusion_lib.lessons.viz import image_grid, image_row
 from diffusion_lib.pretrained import load_pretrained
-from diffusion_lib.viz import image_grid, image_row
 
 # %%
 device = default_device()
@@ -241,7 +241,7 @@ assert diff < 1e-3
 #
 # ## 4. Memory per batch size
 #
-# Peak memory grows with the batch. `diffusion_lib.memory.measure_sampling_peak` measures
+# Peak memory grows with the batch. `diffusion_lib.bench.memory.measure_sampling_peak` measures
 # it in a fresh process per batch size, so one measurement does not inherit the peak of
 # another: on CUDA `torch.cuda.max_memory_allocated`, on CPU the process's peak resident
 # set size (its docstring explains why that is `VmHWM` and not `ru_maxrss`). One DDIM step
@@ -250,7 +250,7 @@ assert diff < 1e-3
 # not lower the peak a batch needs, which is what decides whether a batch size fits.)
 
 # %%
-from diffusion_lib.memory import measure_sampling_peak
+from diffusion_lib.bench.memory import measure_sampling_peak
 
 memory = {B: measure_sampling_peak(B, device.type) for B in (64, 512, 2048)}
 for B, (loaded, peak) in memory.items():
@@ -289,8 +289,8 @@ plt.show()
 #   in between, which matters for small models like ours where each step is launch-bound.
 
 # %%
+from diffusion_lib.bench.timing import best_time
 from diffusion_lib.speed import AutocastModel, compile_model
-from diffusion_lib.timing import best_time
 
 B, STEPS = 64, 25
 y = torch.arange(B, device=device) % 10
@@ -380,8 +380,8 @@ print(f"eager {t_eager:.3f} s, {label} {t_graph:.3f} s ({t_eager / t_graph:.2f}Ã
 # one per GPU it ran on); here are their headline figures.
 
 # %%
-from diffusion_lib.experiments import RESULTS_DIR  # the tables, shipped in the package
-from diffusion_lib.timing import HEADER, bench_headlines
+from diffusion_lib.bench.report import HEADER, bench_headlines
+from diffusion_lib.bench.tables import RESULTS_DIR  # the tables, shipped in the package
 
 bench_files = [RESULTS_DIR / "cpu.json", *sorted(RESULTS_DIR.glob("cuda-*.json"))]
 results = {p.name: json.loads(p.read_text()) for p in bench_files if p.is_file()}

@@ -64,29 +64,23 @@ import numpy as np
 import torch
 
 from diffusion_lib import default_device, sample, sample_progressive
-from diffusion_lib.beyond import (
-    exact_ode_output,
-    exact_output,
-    fitted_order,
-    gaussian_w2,
-    hub_reachable,
-    rescale_zero_terminal_snr,
-)
+from diffusion_lib.bench.sweeps import paired_difference
+from diffusion_lib.bench.tables import read_results
 from diffusion_lib.data import load_digits_split
-from diffusion_lib.experiments import paired_difference, read_results
-from diffusion_lib.interop import from_diffusers
-from diffusion_lib.metrics import differs, oracle_distance, over_seeds
-from diffusion_lib.ode import ddim_invert, ode_timesteps, sigmas_of, slerp
-from diffusion_lib.oracle import (
+from diffusion_lib.exact.oracle import (
     GaussianMixtureOracle,
     GaussianOracle,
     eight_gaussians,
     moons_mixture,
 )
+from diffusion_lib.exact.outputs import exact_ode_output, exact_output, fitted_order, gaussian_w2
+from diffusion_lib.interop import from_diffusers, hub_reachable
+from diffusion_lib.lessons.viz import image_row, out_of_range_share, scatter_points
+from diffusion_lib.metrics import differs, oracle_distance, over_seeds
 from diffusion_lib.pretrained import load_pretrained
-from diffusion_lib.schedule import cosine_schedule, linear_schedule
-from diffusion_lib.spacing import SPACINGS, timestep_spacing
-from diffusion_lib.viz import image_row, out_of_range_share, scatter_points
+from diffusion_lib.sampling.ode import ddim_invert, ode_timesteps, sigmas_of, slerp
+from diffusion_lib.sampling.spacing import SPACINGS, timestep_spacing
+from diffusion_lib.schedule import cosine_schedule, linear_schedule, rescale_zero_terminal_snr
 
 # %%
 device = default_device()

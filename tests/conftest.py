@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import os
+
+import pytest
 import torch
 from torch import Tensor, nn
 
 from diffusion_lib.schedule import NoiseSchedule
 
-torch.set_num_threads(2)
+# One torch thread unless OMP_NUM_THREADS says otherwise (`make test` sets 1): on a shared
+# 2-core machine two threads stall, the same sampled tests took 2.8x as long.
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+
+
+@pytest.fixture(autouse=True)
+def keep_thread_count():
+    """A command under test may set torch's thread count (``--threads``): restore it after."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
 
 
 class GaussianOracle(nn.Module):

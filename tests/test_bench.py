@@ -8,10 +8,10 @@ import pytest
 import torch
 from conftest import GaussianOracle
 
-from diffusion_lib.__main__ import main
-from diffusion_lib.bench import BenchConfig, load_chapter_loop, markdown, run_bench
-from diffusion_lib.noise import SampleNoise
+from diffusion_lib.bench.speed import BenchConfig, load_chapter_loop, markdown, run_bench
+from diffusion_lib.cli import main
 from diffusion_lib.sampling import sample
+from diffusion_lib.sampling.noise import SampleNoise
 from diffusion_lib.schedule import linear_schedule
 
 
@@ -91,8 +91,8 @@ def test_bench_cli_bad_arguments(args, message, capsys):
 
 
 def test_committed_tables_are_rendered_from_their_json():
-    from diffusion_lib.bench import render
-    from diffusion_lib.experiments import RESULTS_DIR
+    from diffusion_lib.bench.speed import render
+    from diffusion_lib.bench.tables import RESULTS_DIR
 
     names = [p.stem for p in RESULTS_DIR.glob("*.json") if p.stem == "cpu" or
              p.stem.startswith("cuda-")]

@@ -1,4 +1,4 @@
-"""diffusion_lib.beyond (notebook 07's helpers) against independent references."""
+"""diffusion_lib.exact.outputs (notebook 07's helpers) against independent references."""
 
 from __future__ import annotations
 
@@ -8,20 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_lib.beyond import (
+from diffusion_lib.exact.moments import exact_moments
+from diffusion_lib.exact.oracle import GaussianOracle
+from diffusion_lib.exact.outputs import (
     CallCounter,
     exact_ode_output,
     exact_output,
     fitted_order,
     gaussian_w2,
-    hub_reachable,
-    rescale_zero_terminal_snr,
 )
-from diffusion_lib.moments import exact_moments
-from diffusion_lib.ode import ode_timesteps
-from diffusion_lib.oracle import GaussianOracle
+from diffusion_lib.interop import hub_reachable
 from diffusion_lib.sampling import sample
-from diffusion_lib.schedule import cosine_schedule, linear_schedule
+from diffusion_lib.sampling.ode import ode_timesteps
+from diffusion_lib.schedule import cosine_schedule, linear_schedule, rescale_zero_terminal_snr
 
 MU, S = 0.1, 0.5
 LINEAR = linear_schedule(1000)

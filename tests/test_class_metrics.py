@@ -1,4 +1,4 @@
-"""diffusion_lib.class_metrics: per-class accuracy and diversity with intervals."""
+"""diffusion_lib.metrics.per_class: per-class accuracy and diversity with intervals."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
-from diffusion_lib.class_metrics import (
+from diffusion_lib.metrics import Estimate, diversity, load_classifier
+from diffusion_lib.metrics.per_class import (
     binomial_estimate,
     mean_estimate,
     per_class_accuracy,
     per_class_diversity,
 )
-from diffusion_lib.metrics import Estimate, diversity, load_classifier
 
 
 def test_binomial_estimate_is_agresti_coull():
@@ -55,7 +55,7 @@ def test_mean_estimate():
 
 
 def test_agresti_coull_interval_contains_wilsons():
-    from diffusion_lib.estimates import wilson_interval
+    from diffusion_lib.metrics.estimates import wilson_interval
 
     for n in (1, 5, 20, 100, 300):
         for k in range(n + 1):

@@ -5,14 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffusion_lib.experiments import (
+from diffusion_lib.bench.sweeps import (
     SamplerSetting,
     guidance_sweep,
-    markdown_table,
     paired_difference,
-    read_results,
     sampler_grid,
 )
+from diffusion_lib.bench.tables import markdown_table, read_results
 from diffusion_lib.metrics import DigitsQuality, over_seeds
 from diffusion_lib.pretrained import load_pretrained
 
@@ -57,7 +56,7 @@ def test_several_seeds_average_each_column_and_keep_the_values(digits):
 
 
 def test_seeds_draw_disjoint_noise(digits, monkeypatch):
-    import diffusion_lib.experiments as experiments
+    import diffusion_lib.bench.sweeps as sweeps
 
     seen = []
 
@@ -65,8 +64,8 @@ def test_seeds_draw_disjoint_noise(digits, monkeypatch):
         seen.append(kwargs["seeds"])
         return torch.zeros(shape), 1.0
 
-    monkeypatch.setattr(experiments, "_timed_sample", fake)
-    monkeypatch.setattr(experiments, "digits_quality", lambda *a, **k: DigitsQuality(
+    monkeypatch.setattr(sweeps, "_timed_sample", fake)
+    monkeypatch.setattr(sweeps, "digits_quality", lambda *a, **k: DigitsQuality(
         n=3, fd=1.0, fd_floor=1.0, fd_ratio=1.0, accuracy=1.0, diversity=1.0,
         diversity_real=1.0, class_histogram=[0] * 10))
     model, schedule = digits
@@ -101,7 +100,7 @@ def test_committed_tables_exist_and_cover_the_grid():
 
 
 def test_table_parser_and_provenance():
-    from diffusion_lib.experiments import provenance, table_parser
+    from diffusion_lib.bench.tables import provenance, table_parser
 
     parser = table_parser("A table.\n\nMore.", n=7)
     args = parser.parse_args(["--seeds", "4,5"])

@@ -16,11 +16,12 @@ import torch
 from conftest import ClassOracle, GaussianOracle
 
 from diffusion_lib.device import exact_fp32
-from diffusion_lib.noise import NOISE_BLOCK, SampleNoise
 from diffusion_lib.pretrained import load_pretrained
 from diffusion_lib.sampling import sample, sample_progressive
+from diffusion_lib.sampling.graph import StepGraph
+from diffusion_lib.sampling.noise import NOISE_BLOCK, SampleNoise
 from diffusion_lib.schedule import cosine_schedule, linear_schedule
-from diffusion_lib.speed import AutocastModel, StepGraph
+from diffusion_lib.speed import AutocastModel
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -289,7 +290,7 @@ def test_cuda_bf16_and_compile_with_graph_stay_close():
 
 
 def test_generate_cli_cuda_graph_changes_no_image(tmp_path):
-    from diffusion_lib.__main__ import main
+    from diffusion_lib.cli import main
     from diffusion_lib.generate import file_name
 
     common = ["generate", "--model", "digits", "-n", "7", "--steps", "4", "--labels", "0-9",
@@ -304,7 +305,7 @@ def test_generate_cli_cuda_graph_changes_no_image(tmp_path):
 def test_generate_bf16_is_a_recorded_setting_and_old_runs_still_resume(tmp_path):
     import json
 
-    from diffusion_lib.__main__ import main
+    from diffusion_lib.cli import main
     from diffusion_lib.generate import file_name
 
     common = ["generate", "--model", "digits", "-n", "4", "--steps", "4", "--labels", "3",

@@ -22,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-from diffusion_lib.__main__ import main
+from diffusion_lib.cli import main
 from diffusion_lib.generate import (
     FixedBatchModel,
     GenerateConfig,
@@ -40,6 +40,8 @@ N = 12
 COMMON = [
     "-n",
     str(N),
+    "--sampler",
+    "ddim",
     "--steps",
     "5",
     "--labels",
@@ -54,15 +56,6 @@ COMMON = [
     "cpu",
     "--no-progress",
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # two OpenMP threads on a busy 2-core machine are ~30x slower than one
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _random_unet(num_classes: int) -> torch.nn.Module:
@@ -314,7 +307,7 @@ BAD = [
     (["--model", "points"], "generation to PNG needs an image model"),
     (["--n", "0"], r"n must be an int in \[1, 100,000,000\]"),
     (["--batch-size", "0"], "batch_size must be an int >= 1"),
-    (["--sampler", "ddpm", "--eta", "0.5"], "eta only applies to sampler 'ddim'"),
+    (["--sampler", "ddpm", "--eta", "0.5"], "eta does not apply to sampler='ddpm'"),
     (["--indices", "5:99"], "must satisfy 0 <= START < STOP <= n = 12"),
     (["--device", "nonsense"], "unknown device 'nonsense'"),
     (["--precision", "fp16", "--device", "cpu"], "precision 'fp16' needs a CUDA device"),

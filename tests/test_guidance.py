@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import ClassOracle
 
-from diffusion_lib.guidance import combine, make_eps_fn
 from diffusion_lib.sampling import sample
+from diffusion_lib.sampling.guidance import combine, make_eps_fn
 from diffusion_lib.schedule import linear_schedule
 
 

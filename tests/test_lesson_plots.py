@@ -12,8 +12,8 @@ import pytest
 import torch
 from conftest import ClassOracle, GaussianOracle
 
-from diffusion_lib.fp_lesson import chapter_loop_in_dtype, precision_summary
-from diffusion_lib.lesson_plots import (
+from diffusion_lib.exact.oracle import GaussianMixtureOracle
+from diffusion_lib.lessons.plots import (
     contact_sheet,
     data_frame,
     exact_density_over_time,
@@ -24,10 +24,10 @@ from diffusion_lib.lesson_plots import (
     sheet_indices,
     x0_histograms,
 )
-from diffusion_lib.oracle import GaussianMixtureOracle
+from diffusion_lib.lessons.precision import chapter_loop_in_dtype, precision_summary
+from diffusion_lib.lessons.widgets import IMAGE_ROWS, TimestepScrubber, collect_frames
 from diffusion_lib.sampling import sample_progressive
 from diffusion_lib.schedule import cosine_schedule, linear_schedule
-from diffusion_lib.widgets import IMAGE_ROWS, TimestepScrubber, collect_frames
 
 SCHEDULE = linear_schedule(1000)
 

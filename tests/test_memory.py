@@ -1,4 +1,4 @@
-"""diffusion_lib.memory: peak memory per batch size, measured in a fresh process."""
+"""diffusion_lib.bench.memory: peak memory per batch size, measured in a fresh process."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import sys
 
 import pytest
 
-from diffusion_lib.memory import measure_sampling_peak, peak_rss_mib
+from diffusion_lib.bench.memory import measure_sampling_peak, peak_rss_mib
 
 
 def test_peak_rss_follows_an_allocation_in_a_fresh_process():
     """200 MiB written after start-up raise the peak by about that much."""
     code = (
-        "from diffusion_lib.memory import peak_rss_mib\n"
+        "from diffusion_lib.bench.memory import peak_rss_mib\n"
         "before = peak_rss_mib()\n"
         "block = b'x' * (200 << 20)\n"
         "print(before, peak_rss_mib())\n"

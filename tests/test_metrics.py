@@ -312,7 +312,7 @@ def test_digits_matched_kid_and_fd_with_floors(classifier):
 
 
 def test_oracle_distance_floor_and_shift():
-    from diffusion_lib.oracle import eight_gaussians
+    from diffusion_lib.exact.oracle import eight_gaussians
     from diffusion_lib.schedule import linear_schedule
 
     oracle = eight_gaussians(linear_schedule())

@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import ClassOracle, GaussianOracle
 
-from diffusion_lib.noise import NOISE_BLOCK, SampleNoise, resolve_seeds
 from diffusion_lib.sampling import sample
+from diffusion_lib.sampling.noise import NOISE_BLOCK, SampleNoise, resolve_seeds
 from diffusion_lib.schedule import linear_schedule
 
 

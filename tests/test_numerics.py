@@ -13,9 +13,9 @@ import torch
 from conftest import GaussianOracle
 
 from diffusion_lib.sampling import sample, sample_progressive, sampling_schedule
+from diffusion_lib.sampling.spacing import SPACINGS, timestep_spacing
+from diffusion_lib.sampling.steps import predict_eps_from_x0, predict_x0_from_eps
 from diffusion_lib.schedule import cosine_schedule, linear_schedule
-from diffusion_lib.spacing import SPACINGS, timestep_spacing
-from diffusion_lib.steps import predict_eps_from_x0, predict_x0_from_eps
 
 MU, S = 0.1, 0.5
 

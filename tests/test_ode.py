@@ -1,4 +1,4 @@
-"""The probability-flow ODE samplers (diffusion_lib.ode), against exact answers.
+"""The probability-flow ODE samplers (diffusion_lib.sampling.ode), against exact answers.
 
 For data N(μ, s²) the PF-ODE has a closed-form solution: in the σ-form
 x̃ = x0 + σ ε, p_σ = N(μ, s² + σ²) and dx̃/dσ = σ (x̃ − μ)/(s² + σ²), so
@@ -12,15 +12,15 @@ import pytest
 import torch
 from conftest import ClassOracle, GaussianOracle
 
-from diffusion_lib.ode import (
-    ODE_SAMPLERS,
+from diffusion_lib.sampling import sample, sample_progressive
+from diffusion_lib.sampling.ode import (
     ddim_invert,
     karras_sigmas,
     ode_timesteps,
     sigmas_of,
     slerp,
 )
-from diffusion_lib.sampling import sample, sample_progressive
+from diffusion_lib.sampling.registry import ode_samplers
 from diffusion_lib.schedule import cosine_schedule, linear_schedule
 
 MU, S = 0.1, 0.5
@@ -98,7 +98,7 @@ def test_karras_timesteps_descend_inside_the_schedule():
 
 def test_ode_samplers_share_the_sample_arguments():
     model = ClassOracle(LINEAR)
-    for sampler in ODE_SAMPLERS:
+    for sampler in ode_samplers():
         steps = list(sample_progressive(model, LINEAR, (3, 2), sampler=sampler, steps=6,
                                         labels=[0, 1, 2], guidance_scale=2.0, seed=4,
                                         progress=False))

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_lib.guidance import make_eps_fn
-from diffusion_lib.oracle import (
+from diffusion_lib.exact.oracle import (
     GaussianMixtureOracle,
     GaussianOracle,
     analytic_variance,
@@ -25,6 +24,8 @@ from diffusion_lib.oracle import (
     moons_mixture,
 )
 from diffusion_lib.sampling import sample
+from diffusion_lib.sampling.guidance import make_eps_fn
+from diffusion_lib.sampling.registry import applicable_options
 from diffusion_lib.schedule import cosine_schedule, linear_schedule
 
 F64 = torch.float64
@@ -299,8 +300,10 @@ def test_exact_moments_match_monte_carlo(linear, cosine, sampler, steps, spacing
                               eta=eta, mean=0.3, std=0.2)
         oracle = GaussianOracle(schedule, 0.3, 0.2)
         # 625 × 32 = 20,000 independent scalars (the dimensions do not interact)
-        x = sample(oracle, schedule, (625, 32), sampler=sampler, steps=steps, spacing=spacing,
-                   variance=variance, eta=eta, x0_mode="none", seed=7, progress=False)
+        options = applicable_options(
+            sampler, dict(spacing=spacing, variance=variance, eta=eta, x0_mode="none"))
+        x = sample(oracle, schedule, (625, 32), sampler=sampler, steps=steps, seed=7,
+                   progress=False, **options)
         _mc_check(x, m, sd, f"{sampler} {steps} {spacing} {variance} η={eta}")
 
 

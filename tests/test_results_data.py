@@ -1,6 +1,6 @@
 """The committed results tables: one copy, shipped in the package, readable from a wheel.
 
-Notebooks 04-06 read ``diffusion_lib/results/*.json`` through ``diffusion_lib.experiments``
+Notebooks 04-06 read ``diffusion_lib/results/*.json`` through ``diffusion_lib.bench.sweeps``
 (``read_results``, ``RESULTS_DIR``), so they work from an installed wheel in an empty folder
 (Colab). That folder is the only copy: every writer (``python -m diffusion_lib bench``,
 ``benchmarks/*.py``) writes there and the README links there.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import tomllib
 
-from diffusion_lib.experiments import RESULTS_DIR, read_results
+from diffusion_lib.bench.tables import RESULTS_DIR, read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_TABLES = ["cpu", "fewer_steps", "guidance"]

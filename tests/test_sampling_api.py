@@ -13,11 +13,10 @@ import pytest
 import torch
 from conftest import ClassOracle, GaussianOracle
 
-from diffusion_lib import sample_checks
-from diffusion_lib.guidance import combine
-from diffusion_lib.sampling import sample, sample_progressive, sampling_schedule
+from diffusion_lib.sampling import checks as sample_checks
+from diffusion_lib.sampling import ddim_step, sample, sample_progressive, sampling_schedule, step_at
+from diffusion_lib.sampling.guidance import combine
 from diffusion_lib.schedule import linear_schedule
-from diffusion_lib.steps import ddim_step, step_at
 
 SCHED = linear_schedule(100)
 MODEL = GaussianOracle(SCHED, 0.1, 0.5)
@@ -228,7 +227,7 @@ GUIDED = dict(model=ClassOracle(SCHED), labels=[0, 1])
         (dict(x_T=[[0.0] * 3] * 2), TypeError, "x_T must be a tensor"),
         # choices
         (dict(final_alpha="zero"), ValueError, "unknown final_alpha"),
-        (dict(spacing=None), ValueError, "unknown spacing None"),
+        (dict(spacing="middle"), ValueError, "unknown spacing 'middle'"),
     ],
 )
 def test_bad_arguments_raise_one_clear_error(kw, error, match):

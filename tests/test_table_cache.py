@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-import diffusion_lib.experiments as experiments
-import diffusion_lib.table_cache as table_cache
-from diffusion_lib.experiments import SamplerSetting, sampler_grid, table_parser
+import diffusion_lib.bench.cache as table_cache
+import diffusion_lib.bench.sweeps as sweeps
+import diffusion_lib.bench.tables as tables
+from diffusion_lib.bench.cache import TableCache, fingerprint, source_hash
+from diffusion_lib.bench.sweeps import SamplerSetting, sampler_grid
+from diffusion_lib.bench.tables import table_parser
 from diffusion_lib.metrics import DigitsQuality, load_classifier
 from diffusion_lib.pretrained import load_pretrained
-from diffusion_lib.table_cache import TableCache, fingerprint, source_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,8 +66,8 @@ def test_sampler_grid_measures_each_setting_and_seed_once(tmp_path, monkeypatch)
                              accuracy=None if labels is None else 1.0, diversity=1.0,
                              diversity_real=1.0, class_histogram=[0] * 10)
 
-    monkeypatch.setattr(experiments, "_timed_sample", fake_sample)
-    monkeypatch.setattr(experiments, "digits_quality", fake_quality)
+    monkeypatch.setattr(sweeps, "_timed_sample", fake_sample)
+    monkeypatch.setattr(sweeps, "digits_quality", fake_quality)
     model, schedule = load_pretrained("digits")
     cache = TableCache(tmp_path / "c.jsonl")
     clf = load_classifier()
@@ -88,7 +90,7 @@ def test_sampler_grid_measures_each_setting_and_seed_once(tmp_path, monkeypatch)
 
 def test_table_parser_cache_argument():
     parser = table_parser("A table.", n=5)
-    assert parser.parse_args([]).cache.path == Path(experiments.DEFAULT_CACHE)
+    assert parser.parse_args([]).cache.path == Path(tables.DEFAULT_CACHE)
     assert parser.parse_args(["--cache", "none"]).cache.path is None
 
 
@@ -110,7 +112,7 @@ def test_quality_bar_verdicts_need_the_whole_interval():
 
 
 def test_committed_quality_table_has_intervals_and_its_command():
-    payload = experiments.read_results("quality")
+    payload = tables.read_results("quality")
     assert payload is not None and len(payload["seeds"]) >= 3
     assert {row["model"] for row in payload["rows"]} == {"digits", "digits_cosine", "moons"}
     for row in payload["rows"]:
@@ -124,7 +126,7 @@ def test_committed_quality_table_has_intervals_and_its_command():
 
 def test_quality_and_samplers_tables_share_their_guided_ddpm_1000_row():
     """One measurement, two tables: the cache must have served the same per-seed values."""
-    quality, samplers = experiments.read_results("quality"), experiments.read_results("samplers")
+    quality, samplers = tables.read_results("quality"), tables.read_results("samplers")
     (guided,) = [r for r in quality["rows"] if r["model"] == "digits" and r["setting"] == "w = 3"]
     reference = samplers["rows"][0]
     assert (reference["sampler"], reference["steps"], samplers["n"]) == ("ddpm", 1000, quality["n"])
@@ -150,9 +152,9 @@ def test_measure_runs_only_on_a_miss(tmp_path):
 
 
 def test_publish_table_writes_the_payload_and_its_markdown(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(experiments, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(tables, "RESULTS_DIR", tmp_path)
     args = table_parser("A table.", n=7).parse_args(["--seeds", "3,4"])
-    payload = experiments.publish_table(
+    payload = tables.publish_table(
         "t", "benchmarks/t.py", ["--seeds", "3,4"], args,
         lambda p: f"# {p['n']} {p['seeds']} {p['extra']}\n", extra="x")
     assert payload["command"] == "python benchmarks/t.py --seeds 3,4"

@@ -1,4 +1,4 @@
-"""diffusion_lib.timing: best-of timing and the bench table's headline lines."""
+"""diffusion_lib.bench.timing: best-of timing and the bench table's headline lines."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from diffusion_lib.experiments import RESULTS_DIR
-from diffusion_lib.timing import HEADER, bench_headlines, best_time
+from diffusion_lib.bench.report import HEADER, bench_headlines
+from diffusion_lib.bench.tables import RESULTS_DIR
+from diffusion_lib.bench.timing import best_time
 
 
 def test_best_time_warms_up_then_takes_the_best():

@@ -85,7 +85,7 @@ def test_presets_record_the_shipped_recipes():
 
 
 def test_cli_trains_and_writes_a_loadable_checkpoint(tmp_path, capsys):
-    from diffusion_lib.__main__ import main
+    from diffusion_lib.cli import main
     from diffusion_lib.pretrained import load_checkpoint
 
     out = tmp_path / "moons_tiny"

@@ -7,9 +7,9 @@ import pytest
 import torch
 from conftest import ClassOracle, GaussianOracle
 
+from diffusion_lib.lessons.widgets import TimestepScrubber, collect_frames, signal_noise_bar
 from diffusion_lib.sampling import sample_progressive
 from diffusion_lib.schedule import linear_schedule
-from diffusion_lib.widgets import TimestepScrubber, collect_frames, signal_noise_bar
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -13,7 +13,7 @@ Modules: :mod:`.config` (settings and their checks), :mod:`.fixed_batch`,
 The rules that make it safe to kill, resume and split:
 
 - **Index i owns everything about image i**: its seed is ``seed + i`` (its own
-  noise stream, :mod:`diffusion_lib.noise`) and its label is
+  noise stream, :mod:`diffusion_lib.sampling.noise`) and its label is
   ``labels[i % len(labels)]``. Nothing depends on the batch it lands in.
 - **The model sees fixed-size chunks.** A CPU or GPU kernel may pick another
   algorithm for another batch size and round differently (on a CPU, a Linear

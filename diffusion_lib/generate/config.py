@@ -9,22 +9,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..guidance import CFG_MODES, CfgMode
 from ..images import IMAGE_CHANNELS
 from ..model_api import null_label_of
-from ..noise import MAX_SEED
-from ..ode import SIGMA_SCHEDULES
-from ..sampling import (
-    SAMPLERS,
-    SPACINGS,
-    VARIANCES,
-    X0_MODES,
-    Sampler,
-    Spacing,
-    Variance,
-    X0Mode,
-    check_choice,
-)
+from ..sampling import Spacing, Variance, X0Mode, check_choice
+from ..sampling.guidance import CFG_MODES, CfgMode
+from ..sampling.noise import MAX_SEED
+from ..sampling.ode import SigmaSchedule
+from ..sampling.registry import SamplerSpec
 from ..schedule import NoiseSchedule
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -36,6 +27,7 @@ MAX_LABELS = 100_000
 """The longest labels list: labels are cycled over the images, so more gains nothing."""
 MAX_MODEL_BATCH = 65_536
 """The most rows per model call (``model_batch``); every call is padded to this size."""
+_SPEC = SamplerSpec()  # the sampler settings' defaults, the library's one set
 
 
 @dataclass(frozen=True)
@@ -45,8 +37,10 @@ class GenerateConfig:
     Attributes:
         n: how many images, indices 0 … n−1.
         seed: base seed; image i uses seed + i.
-        sampler, steps, spacing, eta, variance, x0_mode: as in
-            :func:`diffusion_lib.sampling.sample`; ``steps=None`` = all T.
+        sampler, steps, spacing, eta, variance, x0_mode, sigma_schedule: the
+            sampler and its options, with :class:`~diffusion_lib.sampling.SamplerSpec`'s
+            defaults (:attr:`spec` is that object); ``steps=None`` = all T. An option
+            that does not apply to the sampler must keep its default.
         labels: classes cycled over the indices (image i gets
             ``labels[i % len(labels)]``), or ``None`` for unconditional.
         guidance: classifier-free guidance scale w, or ``None``; needs labels.
@@ -58,24 +52,24 @@ class GenerateConfig:
             CUDA) or ``"fp16"`` (CUDA) autocast
             (:class:`~diffusion_lib.speed.AutocastModel`; the sampler stays fp32).
             It changes the images a little, so it is a setting.
-        sigma_schedule: the ODE samplers' timesteps, ``"karras"`` or ``"uniform"``
-            (:func:`diffusion_lib.ode.ode_timesteps`); recorded for every sampler.
+
+    ``run.json`` records every field, the sampler's options included.
     """
 
     n: int
     seed: int = 0
-    sampler: Sampler = "ddim"
-    steps: int | None = 50
-    spacing: Spacing = "trailing"
-    eta: float = 0.0
-    variance: Variance = "beta_tilde"
-    x0_mode: X0Mode = "clip"
+    sampler: str = _SPEC.sampler
+    steps: int | None = _SPEC.steps
+    spacing: Spacing = _SPEC.spacing
+    eta: float = _SPEC.eta
+    variance: Variance = _SPEC.variance
+    x0_mode: X0Mode = _SPEC.x0_mode
     labels: tuple[int, ...] | None = None
     guidance: float | None = None
     cfg_mode: CfgMode = "batched"
     model_batch: int | None = DEFAULT_MODEL_BATCH
     precision: str = "fp32"
-    sigma_schedule: str = "karras"
+    sigma_schedule: SigmaSchedule = _SPEC.sigma_schedule
 
     def __post_init__(self) -> None:
         if self.labels is not None and not isinstance(self.labels, tuple):
@@ -85,6 +79,13 @@ class GenerateConfig:
                 raise ValueError(
                     f"labels must be a sequence of ints or None, got {self.labels!r}"
                 ) from None
+
+    @property
+    def spec(self) -> SamplerSpec:
+        """The sampler settings as a :class:`~diffusion_lib.sampling.SamplerSpec` (checked:
+        an option that does not apply to the sampler must keep its default)."""
+        return SamplerSpec(self.sampler, self.steps, self.spacing, self.eta, self.variance,
+                           self.x0_mode, sigma_schedule=self.sigma_schedule)
 
     def label_of(self, index: int) -> int | None:
         """The label of image ``index``, or ``None`` when unconditional."""
@@ -198,13 +199,8 @@ def check_settings(config: GenerateConfig) -> None:
         raise ValueError(f"n must be an int in [1, {MAX_IMAGES:,}], got {c.n!r}")
     if not _is_int(c.seed) or c.seed < 0 or c.seed + c.n - 1 > MAX_SEED:
         raise ValueError(f"seed must be an int in [0, 2**63 - n], got {c.seed!r}")
-    check_choice("sampler", c.sampler, SAMPLERS)
-    check_choice("spacing", c.spacing, SPACINGS)
-    check_choice("variance", c.variance, VARIANCES)
-    check_choice("x0_mode", c.x0_mode, X0_MODES)
     check_choice("cfg_mode", c.cfg_mode, CFG_MODES)
     check_choice("precision", c.precision, PRECISIONS)
-    check_choice("sigma_schedule", c.sigma_schedule, SIGMA_SCHEDULES)
     if c.steps is not None and (not _is_int(c.steps) or c.steps < 1):
         raise ValueError(f"steps must be an int >= 1 (at most the model's T), got {c.steps!r}")
     if not (_is_number(c.eta) and 0 <= c.eta <= 1):
@@ -212,8 +208,7 @@ def check_settings(config: GenerateConfig) -> None:
             f"eta must be a number in [0, 1] (DDIM's η: 0 = deterministic, 1 = DDPM-like "
             f"noise; above 1 the update leaves its valid range), got {c.eta!r}"
         )
-    if c.eta != 0 and c.sampler != "ddim":
-        raise ValueError(f"eta only applies to sampler 'ddim', got eta={c.eta} with {c.sampler!r}")
+    _ = c.spec  # the sampler and its options: valid names, options that apply
     if c.model_batch is not None and (
         not _is_int(c.model_batch) or not 1 <= c.model_batch <= MAX_MODEL_BATCH
     ):

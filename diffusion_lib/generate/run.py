@@ -240,13 +240,7 @@ def _sample_batch(
         model,
         plan.schedule,
         (len(batch), *plan.sample_shape),
-        sampler=c.sampler,
-        steps=c.steps,
-        spacing=c.spacing,
-        sigma_schedule=c.sigma_schedule,  # type: ignore[arg-type]
-        variance=c.variance,
-        eta=c.eta,
-        x0_mode=c.x0_mode,
+        **c.spec.kwargs(),
         labels=None if c.labels is None else [c.label_of(i) for i in batch],
         guidance_scale=c.guidance,
         cfg_mode=c.cfg_mode,
@@ -268,7 +262,7 @@ def run_plan(
     this call wrote ``run.json`` but no image (a bad model, Ctrl-C), it removes what it made.
 
     ``cuda_graph=True`` samples each batch through one CUDA graph per step
-    (:class:`diffusion_lib.speed.StepGraph`); it changes no image, so it is not a
+    (:class:`diffusion_lib.sampling.graph.StepGraph`); it changes no image, so it is not a
     setting in ``run.json``.
 
     Raises:

@@ -1,0 +1,189 @@
+"""Input checks of the sampling loop, and its per-step finite check.
+
+Each turns a bad argument into one ``TypeError``/``ValueError`` that names the
+argument and what is valid (see ``tests/test_sampling_api.py``), before anything
+is drawn or allocated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..device import model_device, resolve_device, usable_device
+from ..model_api import null_label_of
+from .noise import SampleNoise
+
+
+def check_choice(name: str, value: object, valid: Sequence[str]) -> None:
+    """Raise ``ValueError`` naming ``value`` and the valid choices when it is not one of them."""
+    if not isinstance(value, str) or value not in valid:
+        raise ValueError(
+            f"unknown {name} {value!r}; valid values are {', '.join(map(repr, valid))}"
+        )
+
+
+def check_steps(steps: object, num_timesteps: int) -> int:
+    """``steps`` as an int in [1, T], or a ``TypeError``/``ValueError`` saying why not."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+        raise TypeError(f"steps must be an int or None, got {type(steps).__name__} {steps!r}")
+    if not 1 <= steps <= num_timesteps:
+        raise ValueError(f"steps must be between 1 and T = {num_timesteps}, got {steps}")
+    return int(steps)
+
+
+StepNoise = Tensor | Sequence[Tensor] | Callable[[int], Tensor]
+"""Per-step noise from outside: one z (B, ...) per step that adds noise, in order,
+as a tensor (S_noisy, B, ...) or a sequence, or a callable ``index -> z``."""
+
+
+def as_shape(shape: object) -> tuple[int, ...]:
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, (Sequence, torch.Size)):
+        raise TypeError(
+            f"shape must be a sequence (B, ...) such as (16, 1, 8, 8), got "
+            f"{type(shape).__name__} {shape!r}"
+        )
+    dims = tuple(shape)
+    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims):
+        raise TypeError(f"shape must hold ints, got {dims!r}")
+    if len(dims) < 2 or min(dims) < 1:
+        raise ValueError(f"shape must be (B, ...) with every size >= 1, got {dims}")
+    return tuple(int(d) for d in dims)
+
+
+def as_labels(
+    labels: Tensor | Sequence[int] | int | None, batch: int, model: object, device: torch.device
+) -> Tensor | None:
+    if labels is None:
+        return None
+    null_label = null_label_of(model)
+    if null_label is None:
+        raise ValueError(
+            "labels were given but the model is unconditional (it has no `null_label`)"
+        )
+    if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
+        y = torch.full((batch,), int(labels), dtype=torch.long)
+    elif isinstance(labels, (str, bytes, float, bool)) or isinstance(labels, np.floating):
+        raise TypeError(
+            f"labels must be an int or a sequence/tensor of B ints, got "
+            f"{type(labels).__name__} {labels!r}"
+        )
+    else:
+        try:
+            y = torch.as_tensor(labels)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(
+                f"labels must be an int or a sequence/tensor of B ints, got {labels!r}"
+            ) from err
+        if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+            raise TypeError(f"labels must be integers, got dtype {y.dtype}")
+        y = y.long().reshape(-1)
+    if y.shape[0] != batch:
+        raise ValueError(
+            f"got {y.shape[0]} labels for a batch of {batch}; pass one label per sample"
+        )
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi > null_label:
+        raise ValueError(
+            f"labels must lie in [0, {null_label}] (0..{null_label - 1} are classes, "
+            f"{null_label} is the null label); got min {lo}, max {hi}"
+        )
+    return y.to(device)
+
+
+def check_device(model: object, device: torch.device | str | None) -> torch.device:
+    """The device to sample on: the model's, or ``device`` when it agrees with the model's."""
+    on = model_device(model)
+    if device is None:
+        return on
+    dev = resolve_device(device)
+    if dev.type != "meta":  # meta (no data) is kept for tests that trace the loop
+        dev = usable_device(dev)
+    has_params = isinstance(model, torch.nn.Module) and any(True for _ in model.parameters())
+    same = dev.type == on.type and (dev.index is None or on.index is None or dev.index == on.index)
+    if has_params and not same:
+        raise ValueError(
+            f"device={str(dev)!r} was asked but the model's weights are on {on}; move the "
+            f"model first (model.to({str(dev)!r})) or leave device=None to sample on {on}"
+        )
+    return dev
+
+
+class FiniteWatch:
+    """Finds the first step whose model output is NaN/inf, and which t it was at.
+
+    On a CPU it checks at once (and stops the loop there). Elsewhere it keeps the
+    first bad t in a device buffer (no host sync per step, CUDA-graph safe) and
+    :meth:`check` reads it once at the end.
+    """
+
+    def __init__(self, device: torch.device, timesteps: np.ndarray, visit: Sequence[int]) -> None:
+        self.eager = device.type == "cpu"
+        self.bad = None if self.eager else torch.full((), -1, dtype=torch.long, device=device)
+        self.order = {int(timesteps[i]): k for k, i in enumerate(visit)}
+        self.total = len(visit)
+
+    def _fail(self, t: int) -> None:
+        raise FloatingPointError(
+            f"the model returned NaN/inf at step {self.order.get(t, '?')} of {self.total} "
+            f"(t = {t}); every step before it was finite. Check the model (weights, "
+            "precision: try fp32) and its inputs"
+        )
+
+    def update(self, eps: Tensor, t: Tensor) -> None:
+        """``eps`` (B, ...) of the step at original timestep ``t`` (a (B,) tensor)."""
+        finite = torch.isfinite(eps).all()
+        if self.eager:
+            if not bool(finite):
+                self._fail(int(t[0]))
+            return
+        assert self.bad is not None
+        first = (self.bad < 0) & ~finite
+        self.bad.copy_(torch.where(first, t[0], self.bad))
+
+    def check(self) -> None:
+        if self.bad is not None and (t := int(self.bad)) >= 0:
+            self._fail(t)
+
+
+def noise_source(
+    step_noise: StepNoise | None, noise: SampleNoise, batch_shape: tuple[int, ...],
+    device: torch.device, count: int,
+) -> Callable[[int], Tensor]:
+    """``next_z(index)``: the z of the step at loop position ``index``."""
+    if step_noise is None:
+        return lambda index: noise.next()
+    if callable(step_noise):
+        fn = step_noise
+    else:
+        if len(step_noise) != count:
+            raise ValueError(
+                f"step_noise holds {len(step_noise)} noise tensors; this run adds noise at "
+                f"{count} steps (one z of shape {batch_shape} each)"
+            )
+        it = iter(step_noise)
+        fn = lambda index: next(it)  # noqa: E731
+
+    def next_z(index: int) -> Tensor:
+        z = fn(index)
+        if not isinstance(z, Tensor) or tuple(z.shape) != batch_shape:
+            got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+            raise ValueError(f"step_noise gave {got} at step {index}, expected {batch_shape}")
+        return z.to(device=device, dtype=torch.float32)
+
+    return next_z
+
+
+__all__ = [
+    "FiniteWatch",
+    "StepNoise",
+    "as_labels",
+    "as_shape",
+    "check_choice",
+    "check_device",
+    "check_steps",
+    "noise_source",
+]

@@ -1,0 +1,226 @@
+"""Classifier-free guidance (Ho & Salimans 2022).
+
+    ε̃(x_t, t, c) = ε(x_t, t, ∅) + w · (ε(x_t, t, c) − ε(x_t, t, ∅))
+
+w = 0 is the unconditional model, w = 1 the plain conditional model, w > 1
+pushes samples towards what distinguishes class c.
+
+∅ must be a label the model was *trained* to read as "no condition" (label
+dropout during training). With integer class labels, ``zeros_like(labels)`` is
+not ∅: it is class 0. Our models reserve ``null_label = num_classes``.
+
+Two ways to evaluate the two terms, equal up to float rounding:
+
+- ``"two_pass"``: two model calls of batch B;
+- ``"batched"``: one call of batch 2B on ``cat([x, x])`` with
+  ``cat([labels, null])``; usually faster on a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Literal, NamedTuple, get_args
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..model_api import EpsModel, null_label_of
+
+CfgMode = Literal["batched", "two_pass"]
+CFG_MODES: tuple[str, ...] = get_args(CfgMode)
+
+EpsFn = Callable[[Tensor, Tensor], Tensor]
+"""``eps_fn(x_t, t) -> ε̂``: a model with its condition and guidance bound in."""
+
+
+def combine(eps_uncond: Tensor, eps_cond: Tensor, scale: float) -> Tensor:
+    """ε̃ = ε(∅) + w (ε(c) − ε(∅)), all of shape (B, ...)."""
+    return eps_uncond + scale * (eps_cond - eps_uncond)
+
+
+class EpsParts(NamedTuple):
+    """One evaluation of the model inside the sampler, all (B, ...)."""
+
+    eps: Tensor
+    """The ε̂ the step uses: guided ε̃ under guidance, else the model's output."""
+    eps_cond: Tensor | None
+    """ε(x_t, t, c) under guidance, else ``None``."""
+    eps_uncond: Tensor | None
+    """ε(x_t, t, ∅) under guidance, else ``None``."""
+
+
+EpsPartsFn = Callable[[Tensor, Tensor], EpsParts]
+
+
+def _two_pass_parts(
+    model: EpsModel, x_t: Tensor, t: Tensor, labels: Tensor, scale: float
+) -> EpsParts:
+    eps_cond = model(x_t, t, labels)
+    eps_uncond = model(x_t, t, None)
+    return EpsParts(combine(eps_uncond, eps_cond, scale), eps_cond, eps_uncond)
+
+
+def _batched_parts(
+    model: EpsModel, x_t: Tensor, t: Tensor, labels: Tensor, scale: float, null_label: int
+) -> EpsParts:
+    x_in = torch.cat([x_t, x_t])  # (2B, ...)
+    t_in = torch.cat([t, t])  # (2B,)
+    y_in = torch.cat([labels, torch.full_like(labels, null_label)])  # (2B,)
+    out = model(x_in, t_in, y_in)
+    if not isinstance(out, Tensor) or out.shape != x_in.shape:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(
+            f"the model must return ε̂ with the shape of its input {tuple(x_in.shape)} "
+            f"(the batched guidance call), got {got}"
+        )
+    eps_cond, eps_uncond = out.chunk(2)
+    return EpsParts(combine(eps_uncond, eps_cond, scale), eps_cond, eps_uncond)
+
+
+def guided_eps_two_pass(
+    model: EpsModel, x_t: Tensor, t: Tensor, labels: Tensor, scale: float
+) -> Tensor:
+    """Guided ε̃ from two model calls of batch B. Shapes: x_t (B, ...), t and labels (B,)."""
+    return _two_pass_parts(model, x_t, t, labels, scale).eps
+
+
+def guided_eps_batched(
+    model: EpsModel, x_t: Tensor, t: Tensor, labels: Tensor, scale: float, null_label: int
+) -> Tensor:
+    """Guided ε̃ from one model call of batch 2B (conditional half first)."""
+    return _batched_parts(model, x_t, t, labels, scale, null_label).eps
+
+
+def check_guidance_scale(guidance_scale: object) -> float | None:
+    """w as a finite float (``None`` stays ``None``), or a ``TypeError``/``ValueError``."""
+    if guidance_scale is None:
+        return None
+    if isinstance(guidance_scale, bool) or not isinstance(
+        guidance_scale, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(
+            f"guidance_scale must be a number (w; 0 = unconditional, 1 = conditional) or None, "
+            f"got {type(guidance_scale).__name__} {guidance_scale!r}"
+        )
+    w = float(guidance_scale)
+    if not math.isfinite(w):
+        raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale}")
+    return w
+
+
+def rescale_guided(eps: Tensor, eps_cond: Tensor, phi: float) -> Tensor:
+    """Guidance rescale (Lin et al. 2024, eq. 15–16), per sample over the non-batch dims.
+
+    ε̃_r = φ · ε̃ · std(ε(c))/std(ε̃) + (1 − φ) · ε̃: a large w inflates ε̃'s scale
+    (over-exposed, saturated samples); φ pulls it back to the conditional one.
+
+    The std is taken over each sample's own elements, so it is meant for images: for
+    2-D points it is the spread of two numbers, which can be near 0 and blows the
+    ratio up (notebook 07, section 4, shows it). There is no ε in the ratio, as in the
+    paper.
+
+    Args:
+        eps: (B, ...) guided ε̃.
+        eps_cond: (B, ...) conditional ε(c).
+        phi: φ in [0, 1]; 0 leaves ε̃ unchanged.
+    """
+    dims = tuple(range(1, eps.ndim))
+    ratio = eps_cond.std(dim=dims, keepdim=True) / eps.std(dim=dims, keepdim=True)
+    return phi * eps * ratio + (1 - phi) * eps
+
+
+def check_guidance_options(
+    rescale: object, interval: object
+) -> tuple[float, tuple[int, int] | None]:
+    """φ in [0, 1] and an interval (lo, hi) of original timesteps with lo <= hi, or errors."""
+    if isinstance(rescale, bool) or not isinstance(rescale, (int, float, np.integer, np.floating)):
+        raise TypeError(f"guidance_rescale must be a number in [0, 1], got {rescale!r}")
+    if not 0.0 <= float(rescale) <= 1.0:
+        raise ValueError(f"guidance_rescale must be in [0, 1] (0 = off), got {rescale}")
+    if interval is None:
+        return float(rescale), None
+    ok = (isinstance(interval, (tuple, list)) and len(interval) == 2
+          and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in interval))
+    if not ok or interval[0] > interval[1]:  # type: ignore[index]
+        raise ValueError(
+            f"guidance_interval must be (lo, hi), two original timesteps with lo <= hi, "
+            f"e.g. (100, 700); got {interval!r}"
+        )
+    return float(rescale), (int(interval[0]), int(interval[1]))  # type: ignore[index]
+
+
+def make_eps_parts_fn(
+    model: EpsModel,
+    labels: Tensor | None = None,
+    guidance_scale: float | None = None,
+    cfg_mode: CfgMode = "batched",
+    guidance_rescale: float = 0.0,
+    guidance_interval: tuple[int, int] | None = None,
+) -> EpsPartsFn:
+    """Like :func:`make_eps_fn`, but also returns ε(c) and ε(∅) under guidance.
+
+    Args:
+        guidance_rescale: φ of :func:`rescale_guided`; 0 (default) is plain guidance.
+        guidance_interval: (lo, hi): guide only at original timesteps lo ≤ t ≤ hi and use
+            the conditional ε(c) elsewhere (Kynkäänniemi et al. 2024); ``None`` guides at
+            every step. Chosen per sample on the device (no host read).
+    """
+    if cfg_mode not in CFG_MODES:
+        raise ValueError(f"unknown cfg_mode {cfg_mode!r}; valid modes are {', '.join(CFG_MODES)}")
+    scale = check_guidance_scale(guidance_scale)
+    phi, interval = check_guidance_options(guidance_rescale, guidance_interval)
+    if scale is None:
+        if phi or interval is not None:
+            raise ValueError("guidance_rescale and guidance_interval need a guidance_scale")
+        return lambda x_t, t: EpsParts(model(x_t, t, labels), None, None)
+    plain = _make_plain_parts_fn(model, labels, scale, cfg_mode)
+    if not phi and interval is None:
+        return plain
+
+    def shaped(x_t: Tensor, t: Tensor) -> EpsParts:
+        parts = plain(x_t, t)
+        assert parts.eps_cond is not None
+        eps = rescale_guided(parts.eps, parts.eps_cond, phi) if phi else parts.eps
+        if interval is not None:
+            inside = ((t >= interval[0]) & (t <= interval[1])).reshape(
+                (-1,) + (1,) * (eps.ndim - 1))
+            eps = torch.where(inside, eps, parts.eps_cond)
+        return EpsParts(eps, parts.eps_cond, parts.eps_uncond)
+
+    return shaped
+
+
+def _make_plain_parts_fn(
+    model: EpsModel, labels: Tensor | None, scale: float, cfg_mode: CfgMode
+) -> EpsPartsFn:
+    null_label = null_label_of(model)
+    if null_label is None:
+        raise ValueError(
+            "guidance_scale was given but the model is unconditional (it has no `null_label`); "
+            "use guidance_scale=None"
+        )
+    if labels is None:
+        raise ValueError("classifier-free guidance needs `labels` (the class c to guide towards)")
+    if cfg_mode == "two_pass":
+        return lambda x_t, t: _two_pass_parts(model, x_t, t, labels, scale)
+    return lambda x_t, t: _batched_parts(model, x_t, t, labels, scale, null_label)
+
+
+def make_eps_fn(
+    model: EpsModel,
+    labels: Tensor | None = None,
+    guidance_scale: float | None = None,
+    cfg_mode: CfgMode = "batched",
+) -> EpsFn:
+    """Bind a condition (and optional guidance) into an ``eps_fn(x_t, t)``.
+
+    Args:
+        model: follows ``model(x_t, t, labels=None) -> ε̂``.
+        labels: (B,) int64 class labels, or ``None`` for unconditional sampling.
+        guidance_scale: w, a finite number; ``None`` calls the model once with ``labels``.
+        cfg_mode: ``"batched"`` (default) or ``"two_pass"``.
+    """
+    parts = make_eps_parts_fn(model, labels, guidance_scale, cfg_mode)
+    return lambda x_t, t: parts(x_t, t).eps

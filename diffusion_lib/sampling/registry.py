@@ -1,0 +1,445 @@
+"""The table of samplers, and the one settings object that chooses among them.
+
+Each sampler is one :class:`SamplerKind` in :data:`SAMPLER_TABLE`: its name, how it
+picks the timesteps it visits (a *plan*), its step function (or, for an ODE solver,
+its walk), the options that apply to it, which steps draw noise, and whether the
+CUDA-graph step can run it. The loop (:mod:`.loop`), the CLI's choices and help, the
+exact moments and every error message read this table; nothing else lists sampler
+names. Adding a sampler is one :func:`register` call plus its step function
+(``tests/test_registry.py`` registers a toy one).
+
+:class:`SamplerSpec` is the settings object: a sampler and its options, with the
+library's one set of defaults. ``sample(model, schedule, shape, **spec.kwargs())``
+runs it; the generation config, the CLI's presets and the benchmarks' settings are
+built from it. An option given for a sampler it does not apply to is refused, in one
+line naming the option and the samplers it applies to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+from torch import Tensor
+
+from ..schedule import FINAL_ALPHAS, FinalAlpha, NoiseSchedule, check_eta
+from .checks import check_choice
+from .ode import (
+    SIGMA_SCHEDULES,
+    OdeWalk,
+    SigmaSchedule,
+    dpmpp_2m_walk,
+    euler_walk,
+    heun_walk,
+    ode_timesteps,
+)
+from .spacing import SPACINGS, Spacing, naive_strided_timesteps, sampling_schedule
+from .steps import (
+    VARIANCES,
+    X0_MODES,
+    StepOutput,
+    Variance,
+    X0Mode,
+    ddim_step,
+    ddpm_step,
+    naive_strided_step,
+)
+
+Sampler = Literal["ddpm", "ddim", "naive_strided", "euler", "heun", "dpmpp_2m"]
+"""The built-in samplers, for type checkers; :data:`SAMPLER_TABLE` is the live list."""
+
+OPTIONS: tuple[str, ...] = (
+    "spacing", "variance", "eta", "x0_mode", "rederive_eps", "final_alpha", "sigma_schedule",
+)
+"""The sampler-specific options of :class:`SamplerSpec` (``sampler`` and ``steps`` apply
+to every sampler)."""
+
+
+class Plan(NamedTuple):
+    """What a run walks: the schedule its step indices index, and the indices in order."""
+
+    schedule: NoiseSchedule
+    """The schedule the steps use: respaced for DDPM/DDIM, the original otherwise."""
+    visit: list[int]
+    """Step indices into ``schedule``, noisiest first."""
+
+
+def _never(visit: list[int], spec: SamplerSpec) -> list[bool]:
+    return [False] * len(visit)
+
+
+StepFn = Callable[[NoiseSchedule, Tensor, "int | Tensor", Tensor, "Tensor | None", "SamplerSpec"],
+                  StepOutput]
+"""``step(schedule, x_t, i, ε̂, z, spec) -> StepOutput``: one step at index ``i`` of the plan's
+schedule (an int, or a (B,) tensor inside a CUDA graph); ``z`` is ``None`` where the
+step draws no noise."""
+
+
+@dataclass(frozen=True)
+class SamplerKind:
+    """One entry of the sampler table."""
+
+    name: str
+    summary: str
+    """One line for help texts."""
+    plan: Callable[[NoiseSchedule, SamplerSpec], Plan]
+    """Which timesteps a run visits."""
+    options: frozenset[str]
+    """The options of :data:`OPTIONS` that apply to this sampler."""
+    step: StepFn | None = None
+    """A discrete step, for samplers that walk the plan one step at a time."""
+    walk: OdeWalk | None = None
+    """An ODE walk (:mod:`.ode`), for the probability-flow ODE solvers."""
+    noisy: Callable[[list[int], SamplerSpec], list[bool]] = _never
+    """Which steps of the plan draw a z (default: none: a deterministic sampler)."""
+    graphable: bool = False
+    """Whether ``cuda_graph=True`` can run it (one discrete step, no host reads)."""
+    label: Callable[[SamplerSpec], str] | None = None
+    """A short label for tables (default: the name)."""
+    prepare: Callable[[NoiseSchedule, SamplerSpec], object] | None = None
+    """Work to do once per run before the first step (outside any CUDA-graph capture)."""
+
+    def __post_init__(self) -> None:
+        if (self.step is None) == (self.walk is None):
+            raise ValueError(f"sampler {self.name!r} needs exactly one of step= and walk=")
+        unknown = set(self.options) - set(OPTIONS)
+        if unknown:
+            raise ValueError(f"sampler {self.name!r}: unknown options {sorted(unknown)}; "
+                             f"valid: {', '.join(OPTIONS)}")
+
+    @property
+    def deterministic(self) -> bool:
+        """No step draws noise whatever the options (x_T is all it draws)."""
+        return self.walk is not None or self.noisy is _never
+
+
+SAMPLER_TABLE: dict[str, SamplerKind] = {}
+"""Every sampler by name, in registration order."""
+
+
+def register(kind: SamplerKind) -> SamplerKind:
+    """Add ``kind`` to :data:`SAMPLER_TABLE` (a name may be registered once)."""
+    if kind.name in SAMPLER_TABLE:
+        raise ValueError(f"a sampler named {kind.name!r} is already registered")
+    SAMPLER_TABLE[kind.name] = kind
+    return kind
+
+
+def unregister(name: str) -> None:
+    """Remove a sampler from :data:`SAMPLER_TABLE` (for tests that register their own)."""
+    SAMPLER_TABLE.pop(name, None)
+
+
+def sampler_names() -> tuple[str, ...]:
+    """The names of the registered samplers, in table order."""
+    return tuple(SAMPLER_TABLE)
+
+
+def sampler_kind(name: object) -> SamplerKind:
+    """The table entry of ``name``, or a ``ValueError`` naming the valid samplers."""
+    check_choice("sampler", name, sampler_names())
+    return SAMPLER_TABLE[name]  # type: ignore[index]
+
+
+def applies_to(option: str) -> tuple[str, ...]:
+    """The samplers that ``option`` applies to."""
+    return tuple(k.name for k in SAMPLER_TABLE.values() if option in k.options)
+
+
+def refuse_options(sampler: str, given: Mapping[str, object]) -> None:
+    """Raise ``ValueError`` for the first option in ``given`` that ``sampler`` does not use."""
+    kind = sampler_kind(sampler)
+    for option in given:
+        if option in OPTIONS and option not in kind.options:
+            users = _listed(applies_to(option)) if applies_to(option) else "no sampler"
+            raise ValueError(
+                f"{option} does not apply to sampler={sampler!r}; it applies to {users}"
+            )
+
+
+def applicable_options(sampler: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The items of ``options`` that apply to ``sampler`` (for a caller that sets an option
+    wherever it applies, e.g. one spacing for every sampler of a table)."""
+    used = sampler_kind(sampler).options
+    return {k: v for k, v in options.items() if k in used}
+
+
+def _check_bool(name: str) -> Callable[[object], None]:
+    def check(value: object) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+    return check
+
+
+_CHECKS: dict[str, Callable[[Any], object]] = {
+    "spacing": lambda v: check_choice("spacing", v, SPACINGS),
+    "variance": lambda v: check_choice("variance", v, VARIANCES),
+    "eta": check_eta,
+    "x0_mode": lambda v: check_choice("x0_mode", v, X0_MODES),
+    "rederive_eps": _check_bool("rederive_eps"),
+    "final_alpha": lambda v: check_choice("final_alpha", v, FINAL_ALPHAS),
+    "sigma_schedule": lambda v: check_choice("sigma_schedule", v, SIGMA_SCHEDULES),
+}
+"""The check of each option's value, on its own (``ValueError``/``TypeError`` naming it)."""
+
+
+# ------------------------------------------------------------------ the settings object
+@dataclass(frozen=True)
+class SamplerSpec:
+    """A sampler and its options: what :func:`~diffusion_lib.sampling.sample` is told.
+
+    The defaults here are the library's one set of defaults (``sample()`` uses them).
+    Options that do not apply to ``sampler`` must keep their default; a changed one is
+    refused (:func:`refuse_options`).
+
+    Attributes:
+        sampler: a name of :data:`SAMPLER_TABLE` (``"ddpm"``, ``"ddim"``, …).
+        steps: steps to take, 1 … T; ``None`` = all T.
+        spacing: which timesteps fewer steps keep (:mod:`.spacing`).
+        eta: DDIM's η in [0, 1].
+        variance: DDPM's σ², β (``"beta"``) or β̃ (``"beta_tilde"``).
+        x0_mode: x̂0 processing, ``"none"``, ``"clip"`` or ``"dynamic"``.
+        rederive_eps: use the ε̂ consistent with the processed x̂0 (DDIM, ODE solvers).
+        final_alpha: DDIM's ᾱ_prev of the last step, ``"one"`` or ``"first"``.
+        sigma_schedule: the ODE solvers' timesteps, ``"karras"`` or ``"uniform"``.
+    """
+
+    sampler: str = "ddpm"
+    steps: int | None = None
+    spacing: Spacing = "trailing"
+    eta: float = 0.0
+    variance: Variance = "beta_tilde"
+    x0_mode: X0Mode = "clip"
+    rederive_eps: bool = True
+    final_alpha: FinalAlpha = "one"
+    sigma_schedule: SigmaSchedule = "karras"
+
+    def __post_init__(self) -> None:
+        kind = sampler_kind(self.sampler)
+        if self.steps is not None and (
+            isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1
+        ):
+            raise ValueError(f"steps must be an int >= 1 (at most the model's T) or None, "
+                             f"got {self.steps!r}")
+        for option, check in _CHECKS.items():
+            check(getattr(self, option))
+        object.__setattr__(self, "eta", check_eta(self.eta))
+        changed = {o: v for o, v in self.options().items() if v != _DEFAULTS[o]}
+        refuse_options(kind.name, changed)
+
+    @classmethod
+    def from_kwargs(cls, sampler: str = "ddpm", **given: Any) -> SamplerSpec:
+        """A spec from keyword arguments, where ``None`` means "the default"; an option
+        given (not ``None``) for a sampler it does not apply to is refused."""
+        given = {k: v for k, v in given.items() if v is not None}
+        sampler_kind(sampler)
+        for option, value in given.items():  # each value first: "unknown spacing 'x'"
+            if option in _CHECKS:
+                _CHECKS[option](value)
+        refuse_options(sampler, given)
+        return cls(sampler=sampler, **given)
+
+    @property
+    def kind(self) -> SamplerKind:
+        return SAMPLER_TABLE[self.sampler]
+
+    def options(self) -> dict[str, Any]:
+        """Every sampler-specific option and its value."""
+        return {o: getattr(self, o) for o in OPTIONS}
+
+    def kwargs(self) -> dict[str, Any]:
+        """``sampler``, ``steps`` and the options that apply to the sampler: what
+        :func:`~diffusion_lib.sampling.sample` takes."""
+        used = self.kind.options
+        return {"sampler": self.sampler, "steps": self.steps,
+                **{o: v for o, v in self.options().items() if o in used}}
+
+    def replace(self, **changes: Any) -> SamplerSpec:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def label(self) -> str:
+        """A short label for a table row, e.g. ``DDPM σ²=β`` or ``DDIM η=0.5``."""
+        return self.kind.label(self) if self.kind.label is not None else self.sampler
+
+
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(SamplerSpec)}
+
+# ------------------------------------------------------------------ plans and noise rules
+def _listed(names: tuple[str, ...] | list[str]) -> str:
+    """``'a', 'b' and 'c'``."""
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def respaced_plan(schedule: NoiseSchedule, spec: SamplerSpec) -> Plan:
+    """The schedule respaced to ``spec.steps`` timesteps (``spec.spacing``), every index."""
+    walked = sampling_schedule(schedule, spec.steps, spec.spacing)
+    return Plan(walked, list(range(walked.num_steps))[::-1])
+
+
+def strided_plan(schedule: NoiseSchedule, spec: SamplerSpec) -> Plan:
+    """The chapter's ``range(0, T, T // n)[::-1]`` on the original schedule."""
+    T = schedule.num_steps
+    return Plan(schedule, naive_strided_timesteps(T, spec.steps or T))
+
+
+def ode_plan(schedule: NoiseSchedule, spec: SamplerSpec) -> Plan:
+    """The original schedule and :func:`~.ode.ode_timesteps` (Karras σ's or a spacing)."""
+    visit = ode_timesteps(schedule, spec.steps, spec.sigma_schedule, spec.spacing)
+    return Plan(schedule, visit.tolist())
+
+
+def _all_but_last(visit: list[int], spec: SamplerSpec) -> list[bool]:
+    return [i > 0 for i in visit]
+
+
+def _ddim_noisy(visit: list[int], spec: SamplerSpec) -> list[bool]:
+    if spec.eta == 0.0:
+        return [False] * len(visit)
+    return [i > 0 or spec.final_alpha == "first" for i in visit]
+
+
+def _every(visit: list[int], spec: SamplerSpec) -> list[bool]:
+    return [True] * len(visit)
+
+
+# ------------------------------------------------------------------ the built-in steps
+def _ddpm(sched: NoiseSchedule, x: Tensor, i: int | Tensor, eps: Tensor, z: Tensor | None,
+          spec: SamplerSpec) -> StepOutput:
+    if z is None and isinstance(i, Tensor):  # inside a graph every step takes a z; σ = 0 here
+        z = x.new_zeros(x.shape)
+    return ddpm_step(sched, x, i, eps, z, spec.variance, spec.x0_mode)
+
+
+def _ddim(sched: NoiseSchedule, x: Tensor, i: int | Tensor, eps: Tensor, z: Tensor | None,
+          spec: SamplerSpec) -> StepOutput:
+    return ddim_step(sched, x, i, eps, z, spec.eta, spec.x0_mode,
+                     rederive_eps=spec.rederive_eps, final_alpha=spec.final_alpha)
+
+
+def _naive(sched: NoiseSchedule, x: Tensor, i: int | Tensor, eps: Tensor, z: Tensor | None,
+           spec: SamplerSpec) -> StepOutput:
+    assert z is not None and isinstance(i, int)
+    stride = sched.num_steps // (spec.steps or sched.num_steps)
+    return naive_strided_step(sched, x, i, max(0, i - stride), eps, z)
+
+
+def _ddim_coefficients(sched: NoiseSchedule, spec: SamplerSpec) -> object:
+    return sched.ddim_coefficients(spec.eta, spec.final_alpha)  # cached on the schedule
+
+
+def _ddpm_label(spec: SamplerSpec) -> str:
+    return f"DDPM σ²={'β̃' if spec.variance == 'beta_tilde' else 'β'}"
+
+
+_ODE_OPTIONS = frozenset({"spacing", "x0_mode", "rederive_eps", "sigma_schedule"})
+
+register(SamplerKind(
+    "ddpm", "ancestral DDPM (Ho et al. 2020), σ² = β or β̃", respaced_plan,
+    frozenset({"spacing", "variance", "x0_mode"}), step=_ddpm, noisy=_all_but_last,
+    graphable=True, label=_ddpm_label))
+register(SamplerKind(
+    "ddim", "DDIM (Song et al. 2021), η = 0 deterministic … 1", respaced_plan,
+    frozenset({"spacing", "eta", "x0_mode", "rederive_eps", "final_alpha"}), step=_ddim,
+    noisy=_ddim_noisy, graphable=True, label=lambda spec: f"DDIM η={spec.eta:g}",
+    prepare=_ddim_coefficients))
+register(SamplerKind(
+    "naive_strided", "the chapter's strided sampler, deliberately wrong (for comparison)",
+    strided_plan, frozenset(), step=_naive, noisy=_every,
+    label=lambda spec: "naive strided (chapter)"))
+register(SamplerKind(
+    "euler", "probability-flow ODE, Euler (= DDIM η = 0)", ode_plan, _ODE_OPTIONS,
+    walk=euler_walk, label=lambda spec: "Euler"))
+register(SamplerKind(
+    "heun", "probability-flow ODE, Heun (EDM; 2 model calls a step)", ode_plan, _ODE_OPTIONS,
+    walk=heun_walk, label=lambda spec: "Heun"))
+register(SamplerKind(
+    "dpmpp_2m", "probability-flow ODE, DPM-Solver++(2M)", ode_plan, _ODE_OPTIONS,
+    walk=dpmpp_2m_walk, label=lambda spec: "DPM-Solver++(2M)"))
+
+
+RECOMMENDED = SamplerSpec("ddpm", steps=50, spacing="trailing", variance="beta")
+"""The sampler the project's own measurements recommend at ≤ 50 model calls for the
+guided digits (``diffusion_lib/results/samplers.md``): the CLI's default."""
+
+
+def step_at(
+    schedule: NoiseSchedule,
+    x_t: Tensor,
+    timestep: int,
+    model_output: Tensor,
+    noise: Tensor | None = None,
+    *,
+    sampler: str = "ddim",
+    **options: Any,
+) -> StepOutput:
+    """One step by *original timestep*, like diffusers' ``scheduler.step(ε̂, t, x_t)``.
+
+    ``schedule`` is the schedule being walked (e.g. ``sampling_schedule(s, 50)``),
+    ``timestep`` one of its ``timesteps``; the step goes to the timestep before
+    it in that schedule (or to x_0 after the first one). ``sampler`` is one whose
+    plan respaces the schedule (DDPM, DDIM); ``options`` are its
+    :class:`SamplerSpec` options (``variance=``, ``eta=``, ``x0_mode=``, …).
+
+    Example:
+        >>> import torch
+        >>> from diffusion_lib.schedule import linear_schedule
+        >>> from diffusion_lib.sampling import sampling_schedule
+        >>> walk = sampling_schedule(linear_schedule(1000), 10)   # trailing: 99, 199, …, 999
+        >>> out = step_at(walk, torch.zeros(2, 3), 999, torch.zeros(2, 3))
+        >>> out.x_prev.shape
+        torch.Size([2, 3])
+    """
+    kind = sampler_kind(sampler)
+    stepwise = tuple(k.name for k in SAMPLER_TABLE.values() if k.plan is respaced_plan)
+    if kind.plan is not respaced_plan:
+        raise ValueError(f"step_at takes sampler={', '.join(map(repr, stepwise))}, not "
+                         f"{sampler!r} (its steps are not one per timestep of a schedule)")
+    i = schedule.index_of(timestep)
+    spec = SamplerSpec.from_kwargs(sampler, **options)
+    assert kind.step is not None
+    return kind.step(schedule, x_t, i, model_output, noise, spec)
+
+
+def samplers_help() -> str:
+    """One line per sampler, for ``--help``."""
+    return "; ".join(f"{k.name}: {k.summary}" for k in SAMPLER_TABLE.values())
+
+
+def ode_samplers() -> tuple[str, ...]:
+    """The samplers that integrate the probability-flow ODE (an ODE walk, no noise)."""
+    return tuple(k.name for k in SAMPLER_TABLE.values() if k.walk is not None)
+
+
+def stepped_samplers() -> tuple[str, ...]:
+    """The samplers that take one discrete step at a time (DDPM, DDIM, the chapter's)."""
+    return tuple(k.name for k in SAMPLER_TABLE.values() if k.step is not None)
+
+
+__all__ = [
+    "OPTIONS",
+    "RECOMMENDED",
+    "SAMPLER_TABLE",
+    "Plan",
+    "Sampler",
+    "SamplerKind",
+    "SamplerSpec",
+    "StepFn",
+    "applicable_options",
+    "applies_to",
+    "ode_plan",
+    "ode_samplers",
+    "refuse_options",
+    "register",
+    "respaced_plan",
+    "sampler_kind",
+    "sampler_names",
+    "samplers_help",
+    "step_at",
+    "stepped_samplers",
+    "strided_plan",
+    "unregister",
+]
