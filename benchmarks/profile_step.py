@@ -12,13 +12,12 @@ ops that cost the most host time, and how often the host waited on the device
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import time
-from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from diffusion_lib.bench.chapter_loop import chapter_ddpm_sample
 from diffusion_lib.device import usable_device
 from diffusion_lib.pretrained import load_pretrained
 from diffusion_lib.sampling import sample_progressive
@@ -36,15 +35,10 @@ def main() -> None:
     device = usable_device(args.device)
     model, schedule = load_pretrained("digits", device=device)
     shape = (args.batch, 1, 8, 8)
-    spec = importlib.util.spec_from_file_location(
-        "chapter_loop", Path(__file__).with_name("chapter_loop.py"))
-    assert spec is not None and spec.loader is not None
-    chapter_mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(chapter_mod)
 
     def chapter() -> None:
         torch.manual_seed(0)
-        chapter_mod.chapter_ddpm_sample(model, schedule, shape, device, max_steps=args.steps)
+        chapter_ddpm_sample(model, schedule, shape, device, max_steps=args.steps)
 
     def eager() -> None:
         it = sample_progressive(model, schedule, shape, sampler="ddpm", variance="beta",

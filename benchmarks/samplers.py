@@ -1,4 +1,4 @@
-"""Which sampler gets within 15 % of DDPM-1000's FD in ≤ 50 model calls? (issue 15's target)
+"""Which sampler gets within 15 % of DDPM-1000's FD in ≤ 50 model calls?
 
     python benchmarks/samplers.py --seeds 0,1,2,3,4,5,6,7,8,9   # the committed table
     python benchmarks/samplers.py --n 50 --seeds 0,1            # a quick look

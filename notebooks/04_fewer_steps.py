@@ -346,8 +346,8 @@ from diffusion_lib.metrics import load_classifier
 
 classifier = load_classifier(device="cpu")
 N_LIVE = 200 if on_gpu else 60
-live_settings = [SamplerSetting("naive_strided", 25), SamplerSetting("ddpm", 25),
-                 SamplerSetting("ddim", 25), SamplerSetting("ddim", 10)]
+live_settings = [SamplerSetting("naive_strided", 25), SamplerSetting("ddpm", 25, "leading"),
+                 SamplerSetting("ddim", 25, "leading"), SamplerSetting("ddim", 10, "leading")]
 live = sampler_grid(model, schedule, live_settings, n=N_LIVE, classifier=classifier)
 for r in live:
     print(f"{r['name']:24s} {r['steps']:4d} steps  {r['seconds']:5.1f} s  "

@@ -156,8 +156,8 @@ for spacing in SPACINGS:
 
 # %%
 MU, S, STEPS = 0.1, 0.5, [5, 10, 20, 40, 80, 160]
-RUNS = {  # name: (sampler, σ grid); DDPM and DDIM use trailing spacing
-    "DDPM (β̃)": ("ddpm", "uniform"), "DDIM η=0": ("ddim", "uniform"),
+RUNS = {  # name: (sampler, σ grid); DDPM and DDIM have none: they walk trailing spacing
+    "DDPM (β̃)": ("ddpm", None), "DDIM η=0": ("ddim", None),
     "Euler": ("euler", "karras"), "Heun": ("heun", "karras"),
     "DPM-Solver++(2M)": ("dpmpp_2m", "karras"),
 }

@@ -8,7 +8,8 @@ import pytest
 import torch
 from conftest import GaussianOracle
 
-from diffusion_lib.bench.speed import BenchConfig, load_chapter_loop, markdown, run_bench
+from diffusion_lib.bench.chapter_loop import chapter_ddpm_sample
+from diffusion_lib.bench.speed import BenchConfig, markdown, run_bench
 from diffusion_lib.cli import main
 from diffusion_lib.sampling import sample
 from diffusion_lib.sampling.noise import SampleNoise
@@ -18,8 +19,7 @@ from diffusion_lib.schedule import linear_schedule
 def test_chapter_baseline_computes_the_libraries_ddpm_with_beta_variance(monkeypatch):
     # Feed the chapter's loop the noise our per-sample streams would use: with σ² = β
     # and x̂0 clipped it must land where sample(variance="beta") lands.
-    chapter = load_chapter_loop()
-    assert chapter is not None
+    chapter = chapter_ddpm_sample
     schedule = linear_schedule(60)
     model = GaussianOracle(schedule, mu=0.4, s=0.3)
     shape, seeds = (6, 2), [4, 8, 15, 16, 23, 42]

@@ -5,7 +5,7 @@ run (variants interleaved round-robin, a warm-up first, the median of several
 repeats, the device synchronised around every timing):
 
 - ``forward``: N bare model calls on a fixed input, the floor the loop is measured against;
-- ``chapter``: the seed chapter's loop as written (``benchmarks/chapter_loop.py``);
+- ``chapter``: the seed chapter's loop as written (:mod:`.chapter_loop`);
 - ``eager``: :func:`diffusion_lib.sampling.sample_progressive`, DDPM σ² = β, x̂0 clipped
   (the chapter's settings);
 - ``graph``: the same with ``cuda_graph=True`` (one CUDA-graph replay per step; on the
@@ -31,7 +31,6 @@ Results: ``diffusion_lib/results/<device>.json`` and ``.md`` (``cpu``, ``cuda-nv
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import os
 import platform
@@ -52,9 +51,10 @@ from torch import Tensor
 from ..pretrained import git_commit, load_pretrained
 from ..sampling import SampleStep, sample, sample_progressive
 from ..speed import AutocastModel, compile_model
+from .chapter_loop import chapter_ddpm_sample
 from .report import markdown, render, write
+from .timing import round_robin
 
-CHAPTER_LOOP = Path(__file__).resolve().parents[2] / "benchmarks" / "chapter_loop.py"
 """The baseline; present in a source checkout, absent from an installed wheel."""
 
 TARGETS = {
@@ -64,7 +64,8 @@ TARGETS = {
     "cuda_s_per_1000_steps_max": {64: 0.25, 1024: 0.5},
     "generation_memory_ratio_max": 1.10,
 }
-"""The targets of issue 6, checked in the Markdown summary (a benchmark, not a test)."""
+"""The speed targets of the project (README, "Speed"), checked in the Markdown summary (a
+benchmark, not a test)."""
 
 
 NO_GUIDANCE = ("eager", "graph", "compiled", "compiled+graph", "bf16", "bf16+graph",
@@ -102,11 +103,6 @@ def device_slug(device: torch.device) -> str:
     return "cuda-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _last(steps: Iterator[SampleStep], n: int) -> Tensor:
     """Run the first ``n`` steps of a sampler generator; the last x_prev (cloned)."""
     x: Tensor | None = None
@@ -118,46 +114,6 @@ def _last(steps: Iterator[SampleStep], n: int) -> Tensor:
     steps.close()  # type: ignore[attr-defined]
     assert x is not None
     return x
-
-
-def load_chapter_loop() -> Callable[..., Tensor] | None:
-    """``chapter_ddpm_sample`` from ``benchmarks/chapter_loop.py``, or None outside a checkout."""
-    if not CHAPTER_LOOP.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location("chapter_loop", CHAPTER_LOOP)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.chapter_ddpm_sample  # type: ignore[no-any-return]
-
-
-def _median_times(
-    variants: dict[str, Callable[[], Tensor | None]],
-    device: torch.device,
-    repeats: int,
-    warmup: int,
-    log: Callable[[str], None],
-) -> tuple[dict[str, list[float]], dict[str, Tensor | None]]:
-    """Warm every variant up, then time them round-robin ``repeats`` times."""
-    outputs: dict[str, Tensor | None] = {}
-    for name, fn in variants.items():
-        t0 = time.perf_counter()
-        for _ in range(max(warmup, 0)):
-            outputs[name] = fn()
-        _sync(device)
-        log(f"  warm-up {name}: {time.perf_counter() - t0:.1f} s")
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for r in range(repeats):
-        for name, fn in variants.items():
-            _sync(device)
-            t0 = time.perf_counter()
-            out = fn()
-            _sync(device)
-            times[name].append(time.perf_counter() - t0)
-            outputs[name] = out
-        last = ", ".join(f"{k} {v[-1]:.3f}" for k, v in times.items())
-        log(f"  repeat {r + 1}/{repeats}: {last}")
-    return times, outputs
 
 
 def bench_batch(
@@ -191,16 +147,12 @@ def bench_batch(
 
     variants: dict[str, Callable[[], Tensor | None]] = {"forward": forward}
     notes: dict[str, str] = {}
-    chapter = load_chapter_loop()
-    if chapter is not None:
 
-        def run_chapter() -> Tensor:
-            torch.manual_seed(0)
-            return chapter(model, schedule, shape, device, max_steps=steps)
+    def run_chapter() -> Tensor:
+        torch.manual_seed(0)
+        return chapter_ddpm_sample(model, schedule, shape, device, max_steps=steps)
 
-        variants["chapter"] = run_chapter
-    else:
-        notes["chapter"] = "benchmarks/chapter_loop.py not found (not a source checkout)"
+    variants["chapter"] = run_chapter
     variants["eager"] = loop(model)
     variants["graph"] = loop(model, cuda_graph=True)
     if device.type != "cuda":
@@ -239,7 +191,7 @@ def bench_batch(
             cuda_graph=True,
         )
 
-    times, outputs = _median_times(variants, device, cfg.repeats, cfg.warmup, log)
+    times, outputs = round_robin(variants, device, cfg.repeats, cfg.warmup, log)
     median = {k: statistics.median(v) for k, v in times.items()}
     scale = 1000 / steps
     ref = outputs["eager"]
@@ -422,7 +374,6 @@ __all__ = [
     "bench_batch",
     "bench_generation",
     "device_slug",
-    "load_chapter_loop",
     "markdown",
     "parse_ints",
     "parse_steps",

@@ -17,7 +17,6 @@ A notebook on a CPU runs a small slice live and reads the full table that
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -37,6 +36,7 @@ from ..metrics import (
 from ..sampling import SamplerSpec, sample
 from ..schedule import NoiseSchedule
 from .cache import TableCache, fingerprint
+from .timing import timed
 
 
 @dataclass(frozen=True)
@@ -60,13 +60,9 @@ class SamplerSetting(SamplerSpec):
 def _timed_sample(
     model: nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...], **kwargs: Any
 ) -> tuple[torch.Tensor, float]:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    x = sample(model, schedule, shape, progress=False, **kwargs)
-    if x.is_cuda:
-        torch.cuda.synchronize()
-    return x.cpu(), time.perf_counter() - start
+    device = next(model.parameters()).device if any(True for _ in model.parameters()) else "cpu"
+    x, seconds = timed(lambda: sample(model, schedule, shape, progress=False, **kwargs), device)
+    return x.cpu(), seconds
 
 
 def _sample_and_score(

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from diffusion_lib.schedule import NoiseSchedule
+from ..schedule import NoiseSchedule
 
 
 @torch.no_grad()
