@@ -65,10 +65,14 @@ bench: setup
 	OMP_NUM_THREADS=1 $(PY) -m diffusion_lib bench --threads 1 --steps 64:100,1024:10 \
 		--repeats 5 --generation-steps 10
 
-# Wheels the lent GPU machine lacks (its Python is 3.12), for benchmarks/cuda_check.sh.
+# Wheels the lent GPU machine lacks (its Python is 3.12), for benchmarks/cuda_check.sh:
+# ipywidgets and jupytext for the notebooks, diffusers and its dependencies for the bench's
+# peer rows. numpy and Pillow are dropped again: the image has both (matplotlib needs them)
+# and they are most of the download, while the tree travels to the machine in 64 MiB.
 cuda-wheels: setup
 	$(PY) -m pip download --quiet -d .whl --only-binary=:all: --python-version 3.12 \
-		--platform manylinux2014_x86_64 --implementation cp ipywidgets jupytext
+		--platform manylinux2014_x86_64 --implementation cp ipywidgets jupytext "diffusers>=0.30"
+	rm -f .whl/numpy-*.whl .whl/[Pp]illow-*.whl
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

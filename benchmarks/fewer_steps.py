@@ -1,11 +1,12 @@
 """Fewer steps: the chapter's naive strided sampler vs respaced DDPM (σ² = β̃ and β) vs DDIM.
 
-    python benchmarks/fewer_steps.py                          # digits: the committed table
-    python benchmarks/fewer_steps.py --model digits_cosine    # spacings on the cosine model
-    python benchmarks/fewer_steps.py --n 50 --seeds 0,1       # a quick look
+    python benchmarks/fewer_steps.py --publish                # digits: the committed table
+    python benchmarks/fewer_steps.py --model digits_cosine --publish  # the cosine model's
+    python benchmarks/fewer_steps.py --n 50 --seeds 0,1       # a quick look (runs/tables/)
 
-Writes diffusion_lib/results/fewer_steps.{json,md} (``--model digits_cosine``:
-fewer_steps_cosine.{json,md}), package data; notebook 04 reads the JSON. Every row samples
+Writes runs/tables/fewer_steps.{json,md} (``--model digits_cosine``:
+fewer_steps_cosine.{json,md}; ``--out DIR`` elsewhere); with ``--publish``, the committed
+diffusion_lib/results/ ones (package data), which notebook 04 reads. Every row samples
 the model with classes 0…9 in turn, x̂0 clipped, no guidance, on each of the seeds.
 
 Each row carries two measurements:

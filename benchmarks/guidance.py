@@ -1,9 +1,10 @@
 """Classifier-free guidance sweep: accuracy, FD and diversity against the scale w.
 
-    python benchmarks/guidance.py               # the committed table (n = 500 per w, 3 seeds)
+    python benchmarks/guidance.py --publish     # the committed table (n = 500 per w, 3 seeds)
 
-Writes diffusion_lib/results/guidance.{json,md} (package data); notebook 05 reads the JSON
-and re-runs a small slice live. DDIM, 50 steps, η = 0, x̂0 clipped, batched CFG; every
+Writes runs/tables/guidance.{json,md} (``--out DIR`` elsewhere); with ``--publish``, the
+committed diffusion_lib/results/guidance.{json,md} (package data), which notebook 05 reads
+before it re-runs a small slice live. DDIM, 50 steps, η = 0, x̂0 clipped, batched CFG; every
 measured column is the mean over the seeds ± 2 standard errors.
 """
 

@@ -1,6 +1,6 @@
 """Measure the shipped models against the quality bars, over seeds, and write a table.
 
-    python benchmarks/quality.py --seeds 0,1,2,3,4           # the committed table
+    python benchmarks/quality.py --seeds 0,1,2,3,4 --publish   # the committed table
     python benchmarks/quality.py --n 60 --seeds 0,1 --steps 50 --cache none   # a quick look
 
 Rows (DDPM, σ² = β̃, x̂0 clipped to [−1, 1], all T = 1000 steps unless --steps):
@@ -16,7 +16,9 @@ interval (all seeds' digits pooled) ≥ 95 %; it **fails** when the interval is 
 wrong side; otherwise it is *undecided*. The guided DDPM-1000 digits row is the reference
 row of ``benchmarks/samplers.py``: with the same --n, seeds and cache it is measured once.
 
-Writes diffusion_lib/results/quality.{json,md} (package data).
+Writes runs/tables/quality.{json,md} (``--out DIR`` elsewhere), so the quick look leaves the
+committed table alone; with ``--publish``, the committed diffusion_lib/results/quality.{json,md}
+(package data).
 """
 
 from __future__ import annotations

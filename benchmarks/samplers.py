@@ -1,14 +1,15 @@
 """Which sampler gets within 15 % of DDPM-1000's FD in ≤ 50 model calls?
 
-    python benchmarks/samplers.py --seeds 0,1,2,3,4,5,6,7,8,9   # the committed table
-    python benchmarks/samplers.py --n 50 --seeds 0,1            # a quick look
+    python benchmarks/samplers.py --seeds 0,1,2,3,4,5,6,7,8,9 --publish  # the committed table
+    python benchmarks/samplers.py --n 50 --seeds 0,1            # a quick look (runs/tables/)
 
 Guided digits (w = 3, batched CFG, classes 0…9 in turn, x̂0 clipped where the sampler
 clips) from the shipped ``digits`` model: DDPM-1000 against DDPM, DDIM (η = 0, ½, 1) and the
 ODE samplers (Euler, Heun, DPM-Solver++(2M)) at ≤ 50 model calls. FD in the shipped
 classifier's features against held-out digits, on several seeds; the ratio to DDPM-1000 is
 taken seed by seed (same seeds, same real reference) and reported as mean ± 2 SE.
-Writes diffusion_lib/results/samplers.{json,md} (package data).
+Writes runs/tables/samplers.{json,md} (``--out DIR`` elsewhere); with ``--publish``, the
+committed diffusion_lib/results/samplers.{json,md} (package data).
 """
 
 from __future__ import annotations

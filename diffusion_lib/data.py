@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._extras import extra
+
 NUM_DIGIT_CLASSES = 10
 DIGITS_SPLIT_SEED = 0
 DIGITS_HELDOUT_FRACTION = 0.2
@@ -62,8 +64,9 @@ def load_digits_split() -> DigitsSplit:
     """
     global _DIGITS_CACHE
     if _DIGITS_CACHE is None:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
+        with extra("metrics"):
+            from sklearn.datasets import load_digits
+            from sklearn.model_selection import train_test_split
 
         bunch = load_digits()
         pixels = bunch.data.astype(np.float32) / 8.0 - 1.0  # (1797, 64) in [−1, 1]

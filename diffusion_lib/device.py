@@ -123,20 +123,68 @@ def default_threads() -> int:
     return 1 if cores <= 2 else min(4, cores // 2)
 
 
+def max_threads() -> int:
+    """The most CPU threads ``--threads`` may ask for: 4 × the cores (8 on a 2-core machine).
+
+    More threads than that only wait for each other; a count like 100000 made OpenMP
+    abort while allocating its thread pool ("libgomp: Out of memory").
+    """
+    return 4 * (os.cpu_count() or 1)
+
+
 THREADS_HELP = (
-    "torch CPU threads (default: 1 on a machine with <= 2 cores, else half the cores, at most 4;"
-    f" here {default_threads()})"
+    f"torch CPU threads, 1 to {max_threads()} (4 × the cores) (default: 1 on a machine with "
+    f"<= 2 cores, else half the cores, at most 4; here {default_threads()})"
 )
+
+
+def check_threads(threads: object) -> int | None:
+    """``threads`` as an int in [1, :func:`max_threads`], or ``None``; else ``ValueError``."""
+    if threads is None:
+        return None
+    bound = max_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= bound:
+        raise ValueError(
+            f"--threads must be an int >= 1 and at most {bound} (4 × the "
+            f"{os.cpu_count() or 1} CPU cores here), got {threads!r}"
+        )
+    return threads
 
 
 def set_threads(threads: int | None) -> int:
     """``torch.set_num_threads(threads or default_threads())``; return the count.
 
     Raises:
-        ValueError: ``threads`` < 1.
+        ValueError: ``threads`` < 1 or above :func:`max_threads`.
     """
-    if threads is not None and threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {threads}")
-    count = default_threads() if threads is None else threads
+    checked = check_threads(threads)
+    count = default_threads() if checked is None else checked
     torch.set_num_threads(count)
     return count
+
+
+_OOM_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory",
+              "not enough memory", "bad_alloc")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` says memory ran out: Python's ``MemoryError``, CUDA's
+    ``torch.OutOfMemoryError``, or the ``RuntimeError`` of the CPU allocator
+    ("DefaultCPUAllocator: can't allocate memory", ``std::bad_alloc``)."""
+    if isinstance(err, MemoryError):
+        return True
+    oom = getattr(torch, "OutOfMemoryError", None)
+    if oom is not None and isinstance(err, oom):
+        return True
+    if isinstance(err, RuntimeError):
+        first = str(err).split("\n", 1)[0].lower()
+        return any(word in first for word in _OOM_WORDS)
+    return False
+
+
+def out_of_memory_line(err: BaseException, advice: str) -> str:
+    """One line for an out-of-memory error: ``out of memory (what ran out): advice``."""
+    first = " ".join(str(err).split("\n", 1)[0].split())
+    where = "GPU memory" if "cuda" in first.lower() or "mps" in first.lower() else "memory"
+    detail = f" ({type(err).__name__}: {first[:200]})" if first else f" ({type(err).__name__})"
+    return f"out of {where}{detail}: {advice}"

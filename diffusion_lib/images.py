@@ -16,6 +16,7 @@ place, :func:`to_uint8`, and everything that writes an image goes through it.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
@@ -23,8 +24,13 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
+
+from ._extras import extra
+from .files import read_regular
+
+with extra("cli"):
+    from PIL import Image
 
 IMAGE_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA
 
@@ -92,36 +98,64 @@ _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the empty IEND chunk that ends e
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
 
-def is_whole_png(
-    path: str | os.PathLike[str], shape: tuple[int, ...] | None = None, *, decode: bool = True
-) -> bool:
-    """True if ``path`` is a complete PNG (of one (C, H, W) image of ``shape``, if given).
+def png_max_bytes(shape: tuple[int, ...]) -> int:
+    """A bound on the size of a PNG of one (C, H, W) image as :func:`save_png` writes it.
 
-    A file cut short (0 bytes, a truncated write, zeros after a power loss)
-    lacks the PNG signature or the final IEND chunk; ``decode=True`` also
-    decodes every pixel and checks the size and mode (L, RGB, RGBA for C = 1, 3, 4).
+    Twice the raw pixels (with PNG's filter byte per row) plus 64 KiB for the
+    chunks and zlib's framing: far more than an 8-bit PNG of that size can need.
     """
+    c, h, w = shape
+    return 2 * (c * h * w + h) + (1 << 16)
+
+
+def png_is_whole(
+    data: bytes, shape: tuple[int, ...] | None = None, *, decode: bool = True
+) -> bool:
+    """True if ``data`` is a complete PNG (of one (C, H, W) image of ``shape``, if given).
+
+    See :func:`is_whole_png`.
+    """
+    if len(data) < 2 * len(_PNG_END) or not data.startswith(_PNG_SIGNATURE):
+        return False
+    if not data.endswith(_PNG_END):
+        return False
+    if not decode and shape is None:
+        return True
     try:
-        with open(path, "rb") as f:
-            head = f.read(len(_PNG_SIGNATURE))
-            f.seek(0, os.SEEK_END)
-            if f.tell() < 2 * len(_PNG_END) or head != _PNG_SIGNATURE:
-                return False
-            f.seek(-len(_PNG_END), os.SEEK_END)
-            if f.read() != _PNG_END:
-                return False
-        if not decode and shape is None:
-            return True
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(data)) as img:
             if shape is not None:
                 c, h, w = shape
                 if img.size != (w, h) or img.mode != _MODES.get(c):
                     return False
             if decode:
                 img.load()
-    except (OSError, ValueError, SyntaxError):
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return False
     return True
+
+
+def is_whole_png(
+    path: str | os.PathLike[str],
+    shape: tuple[int, ...] | None = None,
+    *,
+    decode: bool = True,
+    follow_symlinks: bool = True,
+) -> bool:
+    """True if ``path`` is a complete PNG (of one (C, H, W) image of ``shape``, if given).
+
+    A file cut short (0 bytes, a truncated write, zeros after a power loss)
+    lacks the PNG signature or the final IEND chunk; ``decode=True`` also
+    decodes every pixel and checks the size and mode (L, RGB, RGBA for C = 1, 3, 4).
+    Only a regular file is read (a FIFO or a device is not a PNG, and is never
+    opened in a way that blocks), and with ``shape`` only up to
+    :func:`png_max_bytes`; ``follow_symlinks=False`` also says False for a link.
+    """
+    limit = None if shape is None else png_max_bytes(tuple(shape))
+    try:
+        data = read_regular(path, "PNG", max_bytes=limit, follow_symlinks=follow_symlinks)
+    except (OSError, ValueError):
+        return False
+    return png_is_whole(data, shape, decode=decode)
 
 
 def make_grid(
@@ -206,4 +240,12 @@ def save_grid(
     return path
 
 
-__all__ = ["is_whole_png", "make_grid", "save_grid", "save_png", "to_uint8"]
+__all__ = [
+    "is_whole_png",
+    "make_grid",
+    "png_is_whole",
+    "png_max_bytes",
+    "save_grid",
+    "save_png",
+    "to_uint8",
+]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -46,18 +47,52 @@ def schedule_from_diffusers(scheduler: Any) -> NoiseSchedule:
         scheduler: a diffusers scheduler (``DDPMScheduler``, ``DDIMScheduler``, …) or
             its ``config``; it must predict ε (``prediction_type="epsilon"``).
     """
-    diffusers = _require_diffusers()
+    expected = ("a diffusers scheduler (DDPMScheduler, DDIMScheduler, …, with alphas_cumprod "
+                "and a config) or its config (a mapping)")
     if not hasattr(scheduler, "alphas_cumprod"):
-        config = dict(getattr(scheduler, "config", scheduler))
-        scheduler = diffusers.DDPMScheduler.from_config(config)
-    prediction = scheduler.config.get("prediction_type", "epsilon")
+        config = getattr(scheduler, "config", scheduler)
+        if not isinstance(config, Mapping):
+            raise TypeError(f"scheduler must be {expected}, got {type(scheduler).__name__}")
+        diffusers = _require_diffusers()
+        scheduler = diffusers.DDPMScheduler.from_config(dict(config))
+    config = getattr(scheduler, "config", None)
+    if not isinstance(config, Mapping):
+        raise TypeError(
+            f"scheduler must be {expected}; this {type(scheduler).__name__} has alphas_cumprod "
+            "but no config mapping"
+        )
+    prediction = config.get("prediction_type", "epsilon")
     if prediction != "epsilon":
         raise ValueError(
             f"the scheduler's prediction_type is {prediction!r}; this library's samplers take "
             "a model that predicts ε (prediction_type='epsilon')"
         )
-    a_bar = scheduler.alphas_cumprod.detach().double().cpu().numpy()
-    return NoiseSchedule(1.0 - a_bar / np.append(1.0, a_bar[:-1]))
+    try:
+        a_bar = torch.as_tensor(scheduler.alphas_cumprod).detach().double().cpu().numpy()
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(
+            f"the scheduler's alphas_cumprod must be a tensor or array of ᾱ_t, got "
+            f"{type(scheduler.alphas_cumprod).__name__} ({err})"
+        ) from None
+    if a_bar.ndim != 1 or a_bar.size == 0 or not np.all(np.isfinite(a_bar)):
+        raise ValueError(
+            f"the scheduler's alphas_cumprod must be a non-empty 1-D sequence of finite ᾱ_t, "
+            f"got shape {a_bar.shape}"
+        )
+    betas = 1.0 - a_bar / np.append(1.0, a_bar[:-1])
+    if a_bar[-1] <= 0.0 or betas[-1] >= 1.0:
+        raise ValueError(
+            "the scheduler's last ᾱ is 0 (zero terminal SNR: rescale_betas_zero_snr=True, "
+            "or a β of 1): there x̂0 = (x_t − √(1 − ᾱ) ε̂)/√ᾱ divides by 0, so an "
+            "ε-prediction model cannot be sampled from it, and this library's schedules need "
+            "every β in (0, 1); use the scheduler without rescale_betas_zero_snr"
+        )
+    try:
+        return NoiseSchedule(betas)
+    except ValueError as err:
+        raise ValueError(
+            f"the scheduler's alphas_cumprod gives betas it cannot use: {err}"
+        ) from None
 
 
 class DiffusersEpsModel(nn.Module):
@@ -70,6 +105,15 @@ class DiffusersEpsModel(nn.Module):
 
     def __init__(self, unet: nn.Module, null_label: int | None = None) -> None:
         super().__init__()
+        if not isinstance(unet, nn.Module):
+            raise TypeError(
+                "unet must be a diffusers UNet2DModel (a torch.nn.Module called as "
+                f"unet(x_t, t, class_labels=...).sample), got {type(unet).__name__}"
+            )
+        if null_label is not None and (
+            isinstance(null_label, bool) or not isinstance(null_label, (int, np.integer))
+        ):
+            raise TypeError(f"null_label must be an int or None, got {null_label!r}")
         self.unet = unet
         embeds = int(getattr(getattr(unet, "config", None), "num_class_embeds", None) or 0)
         if null_label is not None and null_label != embeds - 1:
@@ -85,9 +129,20 @@ class DiffusersEpsModel(nn.Module):
             raise ValueError("labels were given but this UNet has no class embedding")
         if labels is None and self.num_classes:
             if self.null_label is None:
-                raise ValueError("this UNet is class-conditional: pass labels")
+                raise ValueError(
+                    f"this UNet is class-conditional ({self.num_classes} class embeddings): "
+                    "pass labels, or from_diffusers(..., null_label=K) if its last class K "
+                    "was trained as 'no class' (then it can sample unconditionally and guide)"
+                )
             labels = torch.full_like(t, self.null_label)
-        return self.unet(x_t, t, class_labels=labels).sample
+        out = self.unet(x_t, t, class_labels=labels)
+        sample = getattr(out, "sample", out)
+        if not isinstance(sample, Tensor):
+            raise TypeError(
+                f"the UNet returned {type(out).__name__}; a diffusers UNet returns an output "
+                "whose .sample is the ε̂ tensor (is unet a diffusers UNet2DModel?)"
+            )
+        return sample
 
 
 def from_diffusers(

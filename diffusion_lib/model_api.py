@@ -70,17 +70,71 @@ def null_label_of(model: object) -> int | None:
     return None if value is None else int(value)
 
 
+class ModelOutputError(ValueError):
+    """The model returned something the sampler cannot use (a wrong shape, a changed input)."""
+
+
+class ModelOutputTypeError(TypeError):
+    """The model returned a tensor of a dtype the sampler cannot use (int, bool, complex)."""
+
+
+def check_eps(
+    eps: object, expected: tuple[int, ...] | None, what: str = "the model", given: str = "x_t"
+) -> Tensor:
+    """``eps`` if it is a floating-point tensor of shape ``expected`` (that of the input
+    ``given``; ``None``: any shape); else an error naming ``what`` returned it
+    (:class:`ModelOutputError` / :class:`ModelOutputTypeError`).
+
+    Reads only metadata (no host-device sync), so it may run at every step.
+    """
+    if not isinstance(eps, torch.Tensor):
+        raise ModelOutputError(
+            f"{what} must return ε̂ as a tensor of shape {expected}, got {type(eps).__name__}"
+        )
+    if not eps.dtype.is_floating_point:
+        raise ModelOutputTypeError(
+            f"{what} returned ε̂ of dtype {eps.dtype}; it must be a floating-point tensor "
+            "(float32, or float16/bfloat16/float64): an integer, bool or complex ε̂ is not "
+            "a noise prediction"
+        )
+    if expected is not None and tuple(eps.shape) != tuple(expected):
+        raise ModelOutputError(
+            f"{what} must return ε̂ with the shape of {given} {tuple(expected)}, "
+            f"got {tuple(eps.shape)}"
+        )
+    return eps
+
+
+_SHAPE_WORDS = ("shape", "size", "dimension", "channel", "mat1", "expected input", "index",
+                "out of range", "must match")
+
+
 def check_model_output(model_fn: Callable[[], Any], x_t: Tensor) -> Any:
-    """Run one model call and turn shape and dtype errors into a clear ``ValueError``.
+    """Run one model call and turn its errors into one clear ``ValueError``.
 
     Used for the first call of a sampling loop, so a wrong ``shape`` argument
     (or a half-precision model fed the sampler's float32 x_t) is reported as
     such rather than as a convolution traceback. ``model_fn`` returns ε̂ or
     anything with an ``eps`` attribute holding it (returned as it came).
+
+    It also checks that the call left x_t as it was: a model that writes into
+    its input would change the trajectory (under two-pass guidance the second
+    call would see the changed x_t), so it is refused here, once per run (a
+    copy of x_t before the call, compared after it).
+
+    Out of memory is raised as it came (:func:`diffusion_lib.device.is_out_of_memory`):
+    it is not the shape's fault, and the command lines name the batch options to lower.
     """
+    from .device import is_out_of_memory
+
+    before = x_t.detach().clone() if x_t.device.type != "meta" else None
     try:
         result = model_fn()
+    except (ModelOutputError, ModelOutputTypeError):
+        raise  # the sampler's own checks of the output: already clear
     except (RuntimeError, ValueError, IndexError, TypeError) as err:
+        if is_out_of_memory(err):
+            raise
         first = str(err).splitlines()[0] if str(err) else ""
         words = first.lower()
         if any(k in words for k in ("dtype", "scalar type", "half", "bfloat16", "float16")):
@@ -94,15 +148,21 @@ def check_model_output(model_fn: Callable[[], Any], x_t: Tensor) -> Any:
                 f"the model and the batch are on different devices (x_t on {x_t.device}; "
                 f"{type(err).__name__}: {first}); move the model, or pass the matching `device`"
             ) from err
+        if isinstance(err, (RuntimeError, IndexError)) and any(k in words for k in _SHAPE_WORDS):
+            raise ValueError(
+                f"the model rejected an input batch of shape {tuple(x_t.shape)} "
+                f"({type(err).__name__}: {first}); "
+                "check the `shape` you asked for against what the model was trained on"
+            ) from err
         raise ValueError(
-            f"the model rejected an input batch of shape {tuple(x_t.shape)} "
-            f"({type(err).__name__}: {first}); "
-            "check the `shape` you asked for against what the model was trained on"
+            f"the model failed on its first call, with x_t of shape {tuple(x_t.shape)} "
+            f"({type(err).__name__}: {first})"
         ) from err
-    eps = getattr(result, "eps", result)
-    if not isinstance(eps, torch.Tensor) or eps.shape != x_t.shape:
-        got = tuple(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__
-        raise ValueError(
-            f"the model must return ε̂ with the shape of x_t {tuple(x_t.shape)}, got {got}"
+    if before is not None and not torch.equal(before, x_t):
+        raise ModelOutputError(
+            "the model wrote into its input x_t (an in-place operation such as x.add_() or "
+            "x[...] = ...): that changes the sampler's trajectory; make the model work on a "
+            "copy (x = x.clone()) or use out-of-place operations"
         )
+    check_eps(getattr(result, "eps", result), tuple(x_t.shape))
     return result

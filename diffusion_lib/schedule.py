@@ -391,6 +391,10 @@ def linear_schedule(
     amount of noise stays about the same.
     """
     _check_num_timesteps(num_timesteps)
+    for name, value in (("beta_start", beta_start), ("beta_end", beta_end)):
+        _check_real(f"linear_schedule's {name}", value, "a number in (0, 1)")
+        if not 0.0 < float(value) < 1.0:
+            raise ValueError(f"linear_schedule's {name} must lie in (0, 1), got {value!r}")
     scale = 1000.0 / num_timesteps
     betas = np.linspace(beta_start * scale, beta_end * scale, num_timesteps, dtype=np.float64)
     if not betas.max() <= MAX_BETA:
@@ -415,9 +419,19 @@ def cosine_schedule(
     β is clipped at ``max_beta`` (0.999): the last step would otherwise be 1.
     """
     _check_num_timesteps(num_timesteps)
+    _check_real("cosine_schedule's s", s, "a finite number >= 0 (the offset; 0.008 usual)")
+    if not float(s) >= 0.0:
+        raise ValueError(
+            f"cosine_schedule's s must be a finite number >= 0 (the offset of t/T; 0.008 in "
+            f"Nichol & Dhariwal), got {s!r}: below 0 the first β would be negative"
+        )
+    _check_max_beta("cosine_schedule", max_beta)
     u = np.linspace(0.0, 1.0, num_timesteps + 1, dtype=np.float64)
     f = np.cos((u + s) / (1.0 + s) * math.pi / 2) ** 2
-    return NoiseSchedule(_betas_from_alpha_bar(f / f[0], max_beta))
+    return _schedule_of(
+        _betas_from_alpha_bar(f / f[0], max_beta),
+        f"cosine_schedule(num_timesteps={num_timesteps}, s={s!r}, max_beta={max_beta!r})",
+    )
 
 
 def sigmoid_schedule(
@@ -433,10 +447,15 @@ def sigmoid_schedule(
     for u in [0, 1], discretised like the cosine schedule.
     """
     _check_num_timesteps(num_timesteps)
-    if tau <= 0:
-        raise ValueError(f"tau must be > 0, got {tau}")
+    for name, value in (("start", start), ("end", end), ("tau", tau)):
+        _check_real(f"sigmoid_schedule's {name}", value, "a finite number")
+    if not tau > 0:
+        raise ValueError(f"sigmoid_schedule's tau must be > 0 (the temperature), got {tau!r}")
     if not end > start:
-        raise ValueError(f"end must be greater than start, got start={start}, end={end}")
+        raise ValueError(
+            f"sigmoid_schedule's end must be greater than start, got start={start}, end={end}"
+        )
+    _check_max_beta("sigmoid_schedule", max_beta)
 
     def sig(z: np.ndarray | float) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
@@ -445,7 +464,11 @@ def sigmoid_schedule(
     v_start, v_end = sig(start / tau), sig(end / tau)
     alpha_bar = (v_end - sig((u * (end - start) + start) / tau)) / (v_end - v_start)
     alpha_bar = np.clip(alpha_bar, 1e-12, 1.0)
-    return NoiseSchedule(_betas_from_alpha_bar(alpha_bar, max_beta))
+    return _schedule_of(
+        _betas_from_alpha_bar(alpha_bar, max_beta),
+        f"sigmoid_schedule(num_timesteps={num_timesteps}, start={start!r}, end={end!r}, "
+        f"tau={tau!r}, max_beta={max_beta!r})",
+    )
 
 
 _CONSTRUCTORS = {"linear": linear_schedule, "cosine": cosine_schedule, "sigmoid": sigmoid_schedule}
@@ -453,18 +476,50 @@ _CONSTRUCTORS = {"linear": linear_schedule, "cosine": cosine_schedule, "sigmoid"
 
 def make_schedule(name: str, num_timesteps: int = 1000) -> NoiseSchedule:
     """Build a schedule by name: one of ``"linear"``, ``"cosine"``, ``"sigmoid"``."""
-    try:
-        constructor = _CONSTRUCTORS[name]
-    except KeyError:
+    if not isinstance(name, str) or name not in _CONSTRUCTORS:
         raise ValueError(
-            f"unknown schedule {name!r}; valid schedules are {', '.join(SCHEDULE_NAMES)}"
-        ) from None
-    return constructor(num_timesteps)
+            f"unknown schedule {name!r} (the name); valid schedules are "
+            f"{', '.join(SCHEDULE_NAMES)}"
+        )
+    return _CONSTRUCTORS[name](num_timesteps)
+
+
+MAX_NUM_TIMESTEPS = 1_000_000
+"""The longest schedule the constructors build (T): a bound checked before allocating."""
 
 
 def _check_num_timesteps(num_timesteps: int) -> None:
-    if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, int) or num_timesteps < 1:
-        raise ValueError(f"num_timesteps must be a positive int, got {num_timesteps!r}")
+    if (isinstance(num_timesteps, bool) or not isinstance(num_timesteps, int)
+            or not 1 <= num_timesteps <= MAX_NUM_TIMESTEPS):
+        raise ValueError(
+            f"num_timesteps must be a positive int, at most {MAX_NUM_TIMESTEPS:,}, "
+            f"got {num_timesteps!r}"
+        )
+
+
+def _check_real(name: str, value: object, valid: str) -> None:
+    """``value`` must be a finite real number; the error names ``name`` and ``valid``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be {valid}, got {type(value).__name__} {value!r}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be {valid}, got {value!r}")
+
+
+def _check_max_beta(constructor: str, max_beta: object) -> None:
+    _check_real(f"{constructor}'s max_beta", max_beta, "a number in (0, 1)")
+    if not 0.0 < float(max_beta) < 1.0:  # type: ignore[arg-type]
+        raise ValueError(
+            f"{constructor}'s max_beta must lie in (0, 1) (it caps β; {MAX_BETA} usual), "
+            f"got {max_beta!r}"
+        )
+
+
+def _schedule_of(betas: np.ndarray, call: str) -> NoiseSchedule:
+    """``NoiseSchedule(betas)``, its error naming the constructor call that made them."""
+    try:
+        return NoiseSchedule(betas)
+    except ValueError as err:
+        raise ValueError(f"{call} gives betas it cannot use: {err}") from None
 
 
 def rescale_zero_terminal_snr(alphas_cumprod: np.ndarray) -> np.ndarray:

@@ -53,7 +53,8 @@ class TrainConfig:
         ema_decay: d in θ_EMA ← d θ_EMA + (1 − d) θ.
         label_dropout: probability of replacing a label by the null label (CFG).
         seed: seeds the initialisation and every random draw.
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, or ``"auto"`` (CUDA if present).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, or ``"auto"`` (CUDA, else
+            MPS, else the CPU: :func:`diffusion_lib.device.usable_device`).
     """
 
     dataset: str = "digits"
@@ -147,13 +148,6 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` → CUDA if available else CPU; anything else must be available here."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return usable_device(device)
-
-
 class _DataSource:
     """Draws (x_0, y) batches on the CPU generator; y is None for toys."""
 
@@ -191,7 +185,7 @@ def train(
         progress: show a tqdm progress bar.
     """
     _check_compatible(model_config, cfg)
-    device = resolve_device(cfg.device)
+    device = usable_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = build_model(model_kind(model_config), model_config).to(device)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
@@ -231,6 +225,13 @@ def train(
         # 4. θ_EMA ← d θ_EMA + (1 − d) θ
         ema.update_parameters(model)
         losses.append(loss.item())
+        if not math.isfinite(losses[-1]):
+            bar.close()
+            raise FloatingPointError(
+                f"the training loss became {losses[-1]} at step {len(losses)} of {cfg.steps} "
+                f"(lr {cfg.lr:g}): the weights diverged; lower the learning rate (--lr). "
+                "No checkpoint was written"
+            )
         if progress and len(losses) % 50 == 0:
             bar.set_postfix(loss=f"{sum(losses[-50:]) / 50:.4f}")
     bar.close()
@@ -238,9 +239,22 @@ def train(
     cpu = time.process_time() - cpu_start
 
     ema_model = ema.module
+    check_finite_weights(ema_model, f"after {cfg.steps} steps at lr {cfg.lr:g}")
     ema_model.eval()
     model.eval()
     return TrainResult(ema_model, model, losses, wall, model_config, cfg, {"cpu_time_s": cpu})
+
+
+def check_finite_weights(model: nn.Module, when: str) -> None:
+    """Raise ``FloatingPointError`` if a parameter or buffer of ``model`` is NaN/inf, so that
+    a diverged run never becomes a checkpoint."""
+    bad = [name for name, value in (*model.named_parameters(), *model.named_buffers())
+           if value.dtype.is_floating_point and not bool(torch.isfinite(value).all())]
+    if bad:
+        raise FloatingPointError(
+            f"{len(bad)} weight tensor(s) became NaN/inf {when} (first: {bad[0]}): training "
+            "diverged; lower the learning rate (--lr). No checkpoint was written"
+        )
 
 
 def training_metadata(result: TrainResult, command: str | None = None) -> dict[str, Any]:
@@ -259,7 +273,7 @@ def training_metadata(result: TrainResult, command: str | None = None) -> dict[s
             "final_loss_mean_last_200": sum(tail) / len(tail),
             "wall_time_s": round(result.wall_time_s, 1),
             "cpu_time_s": round(result.extra.get("cpu_time_s", float("nan")), 1),
-            "device": str(resolve_device(cfg.device)),
+            "device": str(usable_device(cfg.device)),
             "torch_version": torch.__version__,
             "torch_threads": torch.get_num_threads(),
             "weights": "EMA",

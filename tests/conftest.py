@@ -1,4 +1,8 @@
-"""Shared fixtures: small analytic models whose exact ε̂ is known."""
+"""Shared fixtures: the test run's thread count, and a small conditional oracle.
+
+The exact Gaussian oracle is the library's own,
+:class:`diffusion_lib.exact.oracle.GaussianOracle`.
+"""
 
 from __future__ import annotations
 
@@ -21,28 +25,6 @@ def keep_thread_count():
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
-
-
-class GaussianOracle(nn.Module):
-    """The exact ε̂ for data x0 ~ N(mu, s² I).
-
-    x_t = √ᾱ x0 + √(1−ᾱ) ε is Gaussian, so E[ε | x_t] =
-    √(1−ᾱ) (x_t − √ᾱ mu) / (ᾱ s² + 1 − ᾱ). A perfect model: a sampler that
-    is right must return N(mu, s²) samples.
-    """
-
-    null_label = None
-    num_classes = 0
-
-    def __init__(self, schedule: NoiseSchedule, mu: float, s: float) -> None:
-        super().__init__()
-        self.register_buffer("a_bar", schedule.alphas_cumprod.double())
-        self.mu, self.s = mu, s
-
-    def forward(self, x_t: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
-        a = self.a_bar[t].reshape((-1,) + (1,) * (x_t.ndim - 1))
-        eps = (1 - a).sqrt() * (x_t.double() - a.sqrt() * self.mu) / (a * self.s**2 + 1 - a)
-        return eps.to(x_t.dtype)
 
 
 class ClassOracle(nn.Module):

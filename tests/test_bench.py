@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
 import torch
-from conftest import GaussianOracle
 
 from diffusion_lib.bench.chapter_loop import chapter_ddpm_sample
 from diffusion_lib.bench.speed import BenchConfig, markdown, run_bench
 from diffusion_lib.cli import main
+from diffusion_lib.exact.oracle import GaussianOracle
 from diffusion_lib.sampling import sample
 from diffusion_lib.sampling.noise import SampleNoise
 from diffusion_lib.schedule import linear_schedule
@@ -21,7 +22,7 @@ def test_chapter_baseline_computes_the_libraries_ddpm_with_beta_variance(monkeyp
     # and x̂0 clipped it must land where sample(variance="beta") lands.
     chapter = chapter_ddpm_sample
     schedule = linear_schedule(60)
-    model = GaussianOracle(schedule, mu=0.4, s=0.3)
+    model = GaussianOracle(schedule, mean=0.4, std=0.3)
     shape, seeds = (6, 2), [4, 8, 15, 16, 23, 42]
     stream = SampleNoise(seeds, shape[1:])
     x_T = stream.initial()
@@ -73,6 +74,40 @@ def test_bench_markdown_states_scaling_and_targets(tiny_payload):
     assert "| graph |" in md and "without capture" in md
 
 
+def test_bench_times_the_peers_and_counts_the_operators_of_a_step(tiny_payload):
+    from test_op_counts import PINNED
+
+    (batch,) = tiny_payload["batches"]
+    rows = {r["variant"]: r for r in batch["rows"]}
+    md = markdown(tiny_payload, "python -m diffusion_lib bench --steps 3")
+    notes = " ".join(batch["peer_notes"])  # one line per peer package that does not import
+    assert all(f"- {why}" in md for why in batch["peer_notes"])
+    if importlib.util.find_spec("diffusers") is None:
+        assert "`import diffusers` failed" in notes and "pip install" in notes
+    else:
+        peers = {v["peer"]: v for v in batch["peers"]}
+        assert set(peers) >= {"diffusers DDPM", "diffusers DPM-Solver++(2M)-50",
+                              "diffusers DDIM-50"}
+        ddpm = peers["diffusers DDPM"]
+        assert (ddpm["library"], ddpm["steps"]) == ("eager", 3)  # the eager row's steps
+        assert rows["diffusers DDIM-50"]["per_1000_steps"] is None  # a whole 50-step run
+        for v in peers.values():
+            assert v["ratio"] == pytest.approx(rows[v["library"]]["seconds"]
+                                               / rows[v["peer"]]["seconds"])
+        assert "### Against the peers" in md and "| eager | diffusers DDPM | 3 |" in md
+    if importlib.util.find_spec("k_diffusion") is None:
+        assert "`import k_diffusion` failed" in notes and "- k-diffusion peer not measured" in md
+    loops = {r["loop"]: r for r in batch["loop_cost"]}
+    assert {"eager", "graph", "ddim-50", "dpmpp_2m-50"} <= set(loops)
+    assert (loops["eager"]["steps"], loops["ddim-50"]["steps"]) == (1000, 50)
+    assert all(r["ms_per_step"] > 0 for r in loops.values())
+    counts = {r["step"]: r for r in batch["op_counts"]["rows"]}
+    assert counts["eager"]["ops_sampler"] == PINNED["ddpm"]
+    assert counts["ddim-50"]["ops_sampler"] == PINNED["ddim"]
+    assert counts["eager"]["ops"] == counts["forward"]["ops"] + PINNED["ddpm"]
+    assert "### The loop's own cost" in md and "### Operators per step" in md
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -82,7 +117,7 @@ def test_bench_markdown_states_scaling_and_targets(tiny_payload):
         (["--steps", "1001"], "between 1 and 1000"),
         (["--steps", "64:x"], "batch:count pairs"),
         (["--steps", "64:10", "--batch-sizes", "64,8"], "no count for batch sizes [8]"),
-        (["--threads", "0"], "--threads must be >= 1"),
+        (["--threads", "0"], "--threads must be an int >= 1"),
     ],
 )
 def test_bench_cli_bad_arguments(args, message, capsys):

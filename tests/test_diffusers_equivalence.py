@@ -13,8 +13,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import GaussianOracle
 
+from diffusion_lib.exact.oracle import GaussianOracle
 from diffusion_lib.interop import schedule_from_diffusers
 from diffusion_lib.sampling import sample
 from diffusion_lib.schedule import NoiseSchedule, cosine_schedule, linear_schedule

@@ -13,9 +13,10 @@ import itertools
 
 import pytest
 import torch
-from conftest import ClassOracle, GaussianOracle
+from conftest import ClassOracle
 
 from diffusion_lib.device import exact_fp32
+from diffusion_lib.exact.oracle import GaussianOracle
 from diffusion_lib.pretrained import load_pretrained
 from diffusion_lib.sampling import sample, sample_progressive
 from diffusion_lib.sampling.graph import StepGraph
@@ -80,7 +81,7 @@ def test_graph_progressive_steps_are_copies_with_the_eager_values(oracle):
 def test_graph_step_is_right_not_just_repeatable():
     # the exact Gaussian oracle: DDIM-50 through the graph step keeps the data mean
     schedule = linear_schedule(1000)
-    model = GaussianOracle(schedule, mu=0.3, s=0.2)
+    model = GaussianOracle(schedule, mean=0.3, std=0.2)
     x = sample(model, schedule, (4000, 1), sampler="ddim", steps=50, x0_mode="none", seed=0,
                progress=False, cuda_graph=True)
     assert abs(x.mean().item() - 0.3) < 0.01

@@ -87,22 +87,13 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 def reference(checkpoints, tmp_path_factory) -> Path:
     """One run of all N images in a single batch."""
     out = tmp_path_factory.mktemp("reference") / "run"
-    assert (
-        main(
-            [
-                "generate",
-                "--model",
-                str(checkpoints["cond"]),
-                "--out",
-                str(out),
-                "--batch-size",
-                str(N),
-                *COMMON,
-            ]
-        )
-        == 0
-    )
+    assert _generate(checkpoints["cond"], out, "--batch-size", str(N), *COMMON) == 0
     return out
+
+
+def _generate(model: Path | str, out: Path, *args: str) -> int:
+    """``generate --model MODEL --out OUT ARGS…`` in this process; its exit code."""
+    return main(["generate", "--model", str(model), "--out", str(out), *args])
 
 
 def _pngs(out: Path) -> dict[str, bytes]:
@@ -157,21 +148,7 @@ def test_files_manifest_and_settings(reference, checkpoints):
 
 def test_batch_size_does_not_change_any_image(reference, checkpoints, tmp_path, capsys):
     out = tmp_path / "b5"
-    assert (
-        main(
-            [
-                "generate",
-                "--model",
-                str(checkpoints["cond"]),
-                "--out",
-                str(out),
-                "--batch-size",
-                "5",
-                *COMMON,
-            ]
-        )
-        == 0
-    )
+    assert _generate(checkpoints["cond"], out, "--batch-size", "5", *COMMON) == 0
     assert _pngs(out) == _pngs(reference)
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert summary.startswith(f"generated {N} images (0 already present) in ")
@@ -180,15 +157,15 @@ def test_batch_size_does_not_change_any_image(reference, checkpoints, tmp_path, 
 
 def test_a_run_split_in_two_halves_equals_one_run(reference, checkpoints, tmp_path, capsys):
     out = tmp_path / "halves"
-    model = ["--model", str(checkpoints["cond"]), "--out", str(out)]
-    assert main(["generate", *model, "--indices", "0:7", "--batch-size", "3", *COMMON]) == 0
+    model = checkpoints["cond"]
+    assert _generate(model, out, "--indices", "0:7", "--batch-size", "3", *COMMON) == 0
     assert len(_manifest(out)) == 7
     assert f"7 of {N} images done" in capsys.readouterr().out
-    assert main(["generate", *model, "--indices", "7:", "--batch-size", "4", *COMMON]) == 0
+    assert _generate(model, out, "--indices", "7:", "--batch-size", "4", *COMMON) == 0
     assert _pngs(out) == _pngs(reference)
     assert _manifest(out) == _manifest(reference)
     # running the whole command again finds nothing to do
-    assert main(["generate", *model, *COMMON]) == 0
+    assert _generate(model, out, *COMMON) == 0
     assert f"generated 0 images ({N} already present)" in capsys.readouterr().out
 
 
@@ -332,19 +309,7 @@ def test_bad_arguments_fail_fast_and_touch_nothing(extra, message, checkpoints, 
 
 def test_unknown_sampler_is_an_argparse_error(checkpoints, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(
-            [
-                "generate",
-                "--model",
-                str(checkpoints["cond"]),
-                "--n",
-                "4",
-                "--out",
-                str(tmp_path / "x"),
-                "--sampler",
-                "plms",
-            ]
-        )
+        _generate(checkpoints["cond"], tmp_path / "x", "--n", "4", "--sampler", "plms")
     assert exit_info.value.code == 2
     assert "invalid choice: 'plms'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
@@ -354,25 +319,11 @@ def test_an_out_dir_with_another_runs_settings_is_left_alone(
     reference, checkpoints, tmp_path, capsys
 ):
     out = tmp_path / "other"
-    assert (
-        main(
-            [
-                "generate",
-                "--model",
-                str(checkpoints["cond"]),
-                "--out",
-                str(out),
-                "--indices",
-                "0:2",
-                *COMMON,
-            ]
-        )
-        == 0
-    )
+    assert _generate(checkpoints["cond"], out, "--indices", "0:2", *COMMON) == 0
     capsys.readouterr()
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()}
     changed = [a if a != "7" else "8" for a in COMMON]  # --seed 8
-    assert main(["generate", "--model", str(checkpoints["cond"]), "--out", str(out), *changed]) == 2
+    assert _generate(checkpoints["cond"], out, *changed) == 2
     err = capsys.readouterr().err
     assert "holds a different run" in err and "seed: 7 there, 8 now" in err
     assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()} == before
@@ -380,9 +331,7 @@ def test_an_out_dir_with_another_runs_settings_is_left_alone(
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "sample_00000.png").write_bytes(b"someone else's")
-    assert (
-        main(["generate", "--model", str(checkpoints["cond"]), "--out", str(foreign), *COMMON]) == 2
-    )
+    assert _generate(checkpoints["cond"], foreign, *COMMON) == 2
     assert "no run.json" in capsys.readouterr().err
     assert [p.name for p in foreign.iterdir()] == ["sample_00000.png"]
 

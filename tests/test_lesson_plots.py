@@ -10,9 +10,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from conftest import ClassOracle, GaussianOracle
+from conftest import ClassOracle
 
-from diffusion_lib.exact.oracle import GaussianMixtureOracle
+from diffusion_lib.exact.oracle import GaussianMixtureOracle, GaussianOracle
 from diffusion_lib.lessons.plots import (
     contact_sheet,
     data_frame,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ClassOracle, GaussianOracle
+from conftest import ClassOracle
 
+from diffusion_lib.exact.oracle import GaussianOracle
 from diffusion_lib.sampling import sample
 from diffusion_lib.sampling.noise import NOISE_BLOCK, SampleNoise, resolve_seeds
 from diffusion_lib.schedule import linear_schedule

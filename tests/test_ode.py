@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import ClassOracle, GaussianOracle
+from conftest import ClassOracle
 
+from diffusion_lib.exact.oracle import GaussianOracle
 from diffusion_lib.sampling import sample, sample_progressive
 from diffusion_lib.sampling.ode import (
     ddim_invert,

@@ -186,22 +186,6 @@ def test_factories_match_the_toy_data(linear):
 
 
 # ------------------------------------------------------------- under sample()
-def test_ddpm_1000_with_the_gaussian_oracle_reproduces_the_data(linear):
-    # σ² = β: 1000 steps end within 0.5 % of the data sd (β̃ ends 1.8 % low for sd 0.2,
-    # 0.1963: about 1.7 SE at this n, a real bias that exact_moments pins instead)
-    # four (μ, s) settings, each repeated over 8 columns: 500 × 8 = 4000 draws per setting
-    mean = torch.tensor([-0.3, 0.0, 0.2, 0.5], dtype=F64).reshape(4, 1)
-    std = torch.tensor([0.1, 0.2, 0.3, 0.5], dtype=F64).reshape(4, 1)
-    oracle = GaussianOracle(linear, mean, std)
-    x = sample(oracle, linear, (500, 4, 8), sampler="ddpm", steps=1000, spacing="leading",
-               variance="beta", x0_mode="none", seed=0, progress=False)
-    exact_mean, exact_sd = exact_moments(linear, "ddpm", variance="beta", mean=mean, std=std)
-    for row in range(4):
-        _mc_check(x[:, row], float(mean[row, 0]), float(std[row, 0]), f"setting {row} vs data")
-        _mc_check(x[:, row], float(exact_mean[row, 0]), float(exact_sd[row, 0]),
-                  f"setting {row} vs exact")
-
-
 def _nearest_component(oracle: GaussianMixtureOracle, x: torch.Tensor) -> torch.Tensor:
     return oracle.component_log_posterior(x).argmax(dim=1)
 
@@ -281,15 +265,13 @@ def test_oracle_rejects_timesteps_its_schedule_lacks(linear):
 
 
 # ------------------------------------------------ exact moments vs Monte Carlo
+# One smoke test per sampler kind, at <= 100 steps: sample() draws what exact_moments
+# says. exact_moments itself is checked for every sampler, step count and spacing
+# against an independent recursion, deterministically (tests/test_sampling.py).
 MC_CASES = [
-    ("ddpm", 10, "leading", "beta", 0.0),
     ("ddpm", 25, "trailing", "beta_tilde", 0.0),
-    ("ddpm", 1000, "leading", "beta_tilde", 0.0),
-    ("ddim", 10, "leading", "beta", 0.0),
     ("ddim", 50, "linspace", "beta", 0.5),
-    ("ddim", 20, "trailing", "beta", 1.0),
     ("naive_strided", 10, "leading", "beta", 0.0),
-    ("naive_strided", 100, "leading", "beta", 0.0),
 ]
 
 
@@ -312,6 +294,20 @@ def test_ddim_eta_one_is_ddpm_beta_tilde(linear):
         ddim = exact_moments(linear, "ddim", steps=steps, eta=1.0, std=0.3, mean=0.1)
         ddpm = exact_moments(linear, "ddpm", steps=steps, variance="beta_tilde", std=0.3, mean=0.1)
         assert ddim == pytest.approx(ddpm, rel=1e-12)
+
+
+def test_ddpm_1000_reproduces_the_data(linear):
+    # σ² = β: all 1000 steps end within 1 % of the data sd (0.8 % at sd 0.1, 0.15 % at 0.5)
+    # and at its mean; σ² = β̃ ends low (1.9 % at sd 0.2). Exact, so no DDPM-1000 sampling:
+    # sample() is checked against exact_moments by Monte Carlo above, at ≤ 100 steps.
+    mean, std = np.array([-0.3, 0.0, 0.2, 0.5]), np.array([0.1, 0.2, 0.3, 0.5])
+    m, sd = exact_moments(linear, "ddpm", steps=1000, spacing="leading", variance="beta",
+                          mean=mean, std=std)
+    np.testing.assert_allclose(m, mean, rtol=0, atol=1e-5)
+    assert np.all(np.abs(sd / std - 1) < 0.01), sd / std
+    _, sd_tilde = exact_moments(linear, "ddpm", steps=1000, spacing="leading",
+                                variance="beta_tilde", mean=mean, std=std)
+    assert np.all(sd_tilde < std)
 
 
 def test_exact_moments_broadcast_and_reject(linear):

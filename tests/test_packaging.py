@@ -1,18 +1,26 @@
-"""The project's own wiring: dependency lists in step, the README's commands real."""
+"""The project's own wiring: dependency lists in step, the core installs alone, the README's
+commands real."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import tomllib
-import torch
-from torch import nn
-
-from diffusion_lib import ModelAdapter, default_device
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import colab_check  # noqa: E402
+
+nbtools = colab_check.nbtools  # tools/notebooks.py
 CONDA_NAMES = {"pytorch": "torch"}
+CORE = {"torch", "numpy", "tqdm"}  # what `import diffusion_lib` and sample() need
 
 
 def _name(requirement: str) -> str:
@@ -25,6 +33,18 @@ def _spec(requirement: str) -> str:
 
 def _pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _extra(name: str) -> list[str]:
+    """An extra's requirements, a ``diffusion_lib[a,b]`` self-reference replaced by a's and b's."""
+    out = []
+    for requirement in _pyproject()["project"]["optional-dependencies"][name]:
+        if _name(requirement) == "diffusion-lib":
+            for inner in re.search(r"\[(.*)\]", requirement).group(1).split(","):
+                out += _extra(inner.strip())
+        else:
+            out.append(requirement)
+    return out
 
 
 def _conda_deps() -> dict[str, str]:
@@ -42,7 +62,7 @@ def _conda_deps() -> dict[str, str]:
 
 def test_environment_yml_matches_pyproject():
     project = _pyproject()["project"]
-    wanted = project["dependencies"] + project["optional-dependencies"]["dev"]
+    wanted = project["dependencies"] + _extra("dev")
     conda = _conda_deps()
     for requirement in wanted:
         name = _name(requirement)
@@ -53,6 +73,85 @@ def test_environment_yml_matches_pyproject():
     text = (ROOT / "environment.yml").read_text()
     assert "conda-forge" in text and "defaults" not in text
     assert "-e ." in text
+
+
+def test_core_is_torch_numpy_tqdm_and_dev_has_every_extra():
+    project = _pyproject()["project"]
+    assert {_name(r) for r in project["dependencies"]} == CORE
+    extras = project["optional-dependencies"]
+    assert {"lessons", "metrics", "cli"} <= set(extras)
+    dev = {_name(r) for r in _extra("dev")}
+    for name in set(extras) - {"dev"}:
+        assert {_name(r) for r in extras[name]} <= dev, f"dev lacks [{name}]"
+    # the notebooks' setup cell and the Colab check install extras that exist
+    assert set(nbtools.NOTEBOOK_EXTRAS) <= set(extras) - {"dev"}
+    assert f"EXTRAS = \"[{','.join(nbtools.NOTEBOOK_EXTRAS)}]\"" in nbtools.setup_cell()
+
+
+def test_the_wheel_alone_imports_and_samples_in_a_clean_venv(tmp_path):
+    """``pip install diffusion_lib`` (no extras) in a venv that has only the core: the package
+    imports and samples; none of the extras' packages is there; an extra's module says which
+    extra to install. The venv (build/core-wheel/venv: the Makefile's CPU torch, numpy, tqdm)
+    is kept between runs, as the Colab check keeps its own; the wheel is built each time."""
+    work = ROOT / "build" / "core-wheel"
+    work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(work / ".lock", "w") as lock:  # two test runs at once share the venv
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        venv = work / "venv"
+        colab_check.ensure_venv(sys.executable, venv, colab_check.core_requirements())
+        wheel = colab_check.build_wheel(tmp_path / "dist")
+        python = str(venv / "bin" / "python")
+        pip = [python, "-m", "pip", "--disable-pip-version-check", "-q"]
+        subprocess.run([*pip, "uninstall", "--yes", "diffusion_lib"], capture_output=True)
+        # --no-index: the wheel's own dependencies must already be here (the core only)
+        subprocess.run([*pip, "install", "--no-index", str(wheel)], check=True)
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        done = subprocess.run([python, "-c", CORE_ONLY_SCRIPT], cwd=tmp_path, capture_output=True,
+                              text=True, env={**env, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr
+    print(f"core-only wheel check: {time.perf_counter() - start:.1f} s")
+
+
+CORE_ONLY_SCRIPT = """
+import importlib
+import importlib.util
+import sys
+
+for name in ("matplotlib", "ipywidgets", "sklearn", "PIL", "safetensors"):
+    assert importlib.util.find_spec(name) is None, f"{name} is in the core-only venv"
+import torch
+from torch import nn
+
+import diffusion_lib
+
+assert diffusion_lib.__file__.startswith(sys.prefix), diffusion_lib.__file__  # the wheel's
+
+
+class Zero(nn.Module):
+    def forward(self, x, t, labels=None):
+        return torch.zeros_like(x)
+
+
+schedule = diffusion_lib.linear_schedule(100)
+x = diffusion_lib.sample(Zero(), schedule, (2, 3), steps=5, seed=0, progress=False)
+assert x.shape == (2, 3) and bool(torch.isfinite(x).all()), x
+extras = {"diffusion_lib.lessons.plots": "lessons", "diffusion_lib.images": "cli",
+          "diffusion_lib.pretrained": "cli", "diffusion_lib.generate": "cli"}
+for module, extra in extras.items():
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        assert f'pip install "diffusion_lib[{extra}]"' in str(err), err
+    else:
+        raise AssertionError(f"{module} imported without its extra")
+from diffusion_lib.data import load_digits_split
+try:
+    load_digits_split()
+except ModuleNotFoundError as err:
+    assert "diffusion_lib[metrics]" in str(err), err
+print("ok")
+"""
 
 
 def test_torch_is_only_a_lower_bound():
@@ -72,22 +171,6 @@ def test_ci_runs_the_readme_test_command():
     assert re.search(r"^test:", makefile, re.M) and re.search(r"^lab:", makefile, re.M)
     assert lab_cmd == "make lab"
     assert "ruff check" in makefile
-
-
-def test_model_adapter_translates_signature():
-    net = nn.Linear(3, 3)
-    adapter = ModelAdapter(net, lambda m, x, t, y: m(x) * 0 + t[:, None].float(), null_label=None)
-    out = adapter(torch.zeros(2, 3), torch.tensor([4, 5]))
-    assert out.tolist() == [[4.0] * 3, [5.0] * 3]
-    assert list(adapter.parameters())  # the wrapped module's weights are visible
-
-
-def test_default_device_is_cpu_here_or_a_real_accelerator():
-    dev = default_device()
-    if torch.cuda.is_available():
-        assert dev.type == "cuda"
-    else:
-        assert dev.type in {"mps", "cpu"}
 
 
 def test_readme_quickstart_runs_and_prints_what_it_says(capsys):

@@ -14,6 +14,7 @@ from diffusion_lib.pretrained import (
     WEIGHTS_DIR,
     CheckpointError,
     available_models,
+    checkpoint_files,
     load_checkpoint,
     load_pretrained,
     save_checkpoint,
@@ -52,8 +53,8 @@ def test_round_trip_is_exact(saved):
 
 def test_missing_files_name_the_file(saved):
     _, stem = saved
-    (stem.parent / "small.safetensors").unlink()
-    with pytest.raises(FileNotFoundError, match=r"small\.safetensors"):
+    checkpoint_files(stem)[0].unlink()
+    with pytest.raises(FileNotFoundError, match=r"small\.[0-9a-f]{16}\.safetensors"):
         load_checkpoint(stem)
     with pytest.raises(FileNotFoundError, match=r"nothing\.json.*nothing\.safetensors"):
         load_checkpoint(stem.parent / "nothing")
@@ -61,10 +62,10 @@ def test_missing_files_name_the_file(saved):
 
 def test_truncated_weights_are_reported(saved):
     _, stem = saved
-    weights = stem.parent / "small.safetensors"
+    weights = checkpoint_files(stem)[0]
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=r"small\.safetensors.*truncated"):
+    with pytest.raises(CheckpointError, match=r"small\.[0-9a-f]{16}\.safetensors.*truncated"):
         load_checkpoint(stem)
     # even when the recorded hash is made to agree, safetensors' own check is
     # turned into a CheckpointError naming the file (not a deep traceback)
@@ -73,7 +74,7 @@ def test_truncated_weights_are_reported(saved):
 
     info["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
     (stem.parent / "small.json").write_text(json.dumps(info))
-    with pytest.raises(CheckpointError, match=r"small\.safetensors"):
+    with pytest.raises(CheckpointError, match=r"small\.[0-9a-f]{16}\.safetensors"):
         load_checkpoint(stem)
 
 
@@ -128,8 +129,8 @@ def test_available_models_and_unknown_names():
 
 @pytest.mark.parametrize("name", [*SHIPPED, "classifier"])
 def test_shipped_files_are_small_safetensors_with_provenance(name):
-    weights = WEIGHTS_DIR / f"{name}.safetensors"
-    info = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+    weights, config = checkpoint_files(WEIGHTS_DIR / name)
+    info = json.loads(config.read_text())
     data = weights.read_bytes()
     assert len(data) < 5_000_000
     header_len = struct.unpack("<Q", data[:8])[0]  # safetensors: u64 header size, JSON header

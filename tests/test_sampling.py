@@ -8,13 +8,16 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import ClassOracle, GaussianOracle
+from conftest import ClassOracle
+from test_numerics import CASES
 
+from diffusion_lib.exact.moments import exact_moments
+from diffusion_lib.exact.oracle import GaussianOracle
 from diffusion_lib.sampling import (
+    SPACINGS,
     ddim_step,
     ddpm_step,
     dynamic_threshold,
-    naive_strided_timesteps,
     predict_eps_from_x0,
     predict_x0_from_eps,
     process_x0,
@@ -132,65 +135,31 @@ def test_ddim_eta_zero_is_the_deterministic_formula():
     torch.testing.assert_close(out.x_prev, a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps)
 
 
-@pytest.mark.parametrize(
-    "spacing, steps, expected",
-    [
-        ("leading", 4, [0, 250, 500, 750]),
-        ("linspace", 4, [0, 333, 666, 999]),
-        ("trailing", 4, [249, 499, 749, 999]),
-        ("leading", 3, [0, 333, 666]),
-        ("trailing", 3, [332, 666, 999]),
-        ("linspace", 1, [999]),  # one step starts at T − 1 (numpy linspace would give 0)
-        ("trailing", 1, [999]),
-    ],
-)
-def test_timestep_spacing_reference(spacing, steps, expected):
-    assert timestep_spacing(1000, steps, spacing).tolist() == expected
-
-
-@pytest.mark.parametrize("spacing", ["leading", "linspace", "trailing"])
-@pytest.mark.parametrize("steps", [1, 7, 10, 33, 300, 999, 1000])
-def test_timestep_spacing_properties(spacing, steps):
-    kept = timestep_spacing(1000, steps, spacing)
-    assert len(kept) == steps
-    assert np.all(np.diff(kept) > 0)
-    assert kept.min() >= 0 and kept.max() <= 999
-
-
-def test_ddim_previous_timestep_is_next_entry_for_every_spacing():
-    base = linear_schedule(1000)
-    for spacing in ["leading", "linspace", "trailing"]:
-        for steps in [7, 30, 50]:
-            r = sampling_schedule(base, steps, spacing)
-            kept = timestep_spacing(1000, steps, spacing)
-            a = base.alphas_cumprod_f64
-            np.testing.assert_allclose(
-                r.alphas_cumprod_prev.numpy()[1:], a[kept[:-1]].astype(np.float32), rtol=1e-5
-            )
-            assert r.alphas_cumprod_prev[0].item() == 1.0
-
-
-def test_naive_strided_timesteps_match_seed():
-    assert naive_strided_timesteps(1000, 250)[:3] == [996, 992, 988]
-    assert naive_strided_timesteps(1000, 250)[-1] == 0
-    assert len(naive_strided_timesteps(1000, 300)) == 334  # stride 3: more steps than asked
-
-
 # ----------------------------------------------------------- oracle sampling
 MU, S = 0.3, 0.2
 
 
-def exact_chain_moments(schedule, mu, s, sampler, variance="beta_tilde", eta=0.0):
+def exact_chain_moments(schedule, mu, s, sampler, variance="beta_tilde", eta=0.0, steps=None):
     """Mean and std of x_0 after the whole chain, for data N(mu, s²) and the exact ε̂.
 
     Every step is linear-Gaussian in x_t (x̂0 = mu + k_t (x_t − √ᾱ_t mu)), so the chain's
     output is Gaussian with moments given by a short recursion, written here in float64
-    independently of the library.
+    independently of the library. ``schedule`` is the schedule walked (respaced) for
+    DDPM and DDIM; for ``"naive_strided"`` it is the training schedule, and ``steps``
+    sets the seed's stride T // steps.
     """
     a = schedule.alphas_cumprod_f64
+    mean, var = 0.0, 1.0  # x_T ~ N(0, 1)
+    if sampler == "naive_strided":  # x_next = √ᾱ_next x̂0 + √(1 − ᾱ_next) z, every step
+        stride = len(a) // (steps or len(a))
+        for t in reversed(range(0, len(a), stride)):
+            k = math.sqrt(a[t]) * s**2 / (a[t] * s**2 + 1 - a[t])
+            a_next = a[max(t - stride, 0)]
+            mean = math.sqrt(a_next) * (mu + k * (mean - math.sqrt(a[t]) * mu))
+            var = a_next * k**2 * var + (1 - a_next)
+        return mean, math.sqrt(var)
     a_prev = np.append(1.0, a[:-1])
     beta = 1 - a / a_prev
-    mean, var = 0.0, 1.0  # x_T ~ N(0, 1)
     for i in reversed(range(len(a))):
         k = math.sqrt(a[i]) * s**2 / (a[i] * s**2 + 1 - a[i])  # ∂x̂0/∂x_t
         x0_mean = mu + k * (mean - math.sqrt(a[i]) * mu)  # E[x̂0]
@@ -215,45 +184,37 @@ def exact_chain_moments(schedule, mu, s, sampler, variance="beta_tilde", eta=0.0
     return mean, math.sqrt(var)
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        dict(sampler="ddpm", variance="beta_tilde"),
-        dict(sampler="ddpm", variance="beta"),
-        dict(sampler="ddpm", steps=100, spacing="trailing"),
-        dict(sampler="ddpm", steps=100, spacing="trailing", variance="beta"),
-        dict(sampler="ddim", steps=50, eta=0.0),
-        dict(sampler="ddim", steps=50, eta=1.0, spacing="linspace"),
-    ],
-    ids=[
-        "ddpm-beta_tilde",
-        "ddpm-beta",
-        "ddpm-100-beta_tilde",
-        "ddpm-100-beta",
-        "ddim-50",
-        "ddim-50-eta1",
-    ],
-)
-def test_oracle_gaussian_samples_match_exact_chain(kwargs):
-    schedule = linear_schedule(1000)
-    model = GaussianOracle(schedule, MU, S)
-    x = sample(model, schedule, (4000, 2), x0_mode="none", seed=0, progress=False, **kwargs)
-    walked = sampling_schedule(schedule, kwargs.get("steps"), kwargs.get("spacing", "leading"))
-    exact_mean, exact_std = exact_chain_moments(
-        walked,
-        MU,
-        S,
-        kwargs["sampler"],
-        kwargs.get("variance", "beta_tilde"),
-        kwargs.get("eta", 0.0),
-    )
-    # standard error of the mean ≈ 0.2/√8000 ≈ 0.0022, of the std ≈ 0.0016
-    assert x.mean().item() == pytest.approx(exact_mean, abs=0.008), kwargs
-    assert x.std().item() == pytest.approx(exact_std, abs=0.006), kwargs
-    # and with all 1000 steps the chain itself recovers the data distribution
-    if "steps" not in kwargs:
-        assert exact_mean == pytest.approx(MU, abs=1e-3)
-        assert exact_std == pytest.approx(S, abs=0.005)
+MOMENT_CASES = [*CASES, dict(sampler="naive_strided")]  # DDPM β/β̃, DDIM η = 0, 0.5, 1
+
+
+@pytest.mark.parametrize("schedule_fn", [linear_schedule, cosine_schedule])
+@pytest.mark.parametrize("case", MOMENT_CASES, ids=lambda c: "-".join(map(str, c.values())))
+def test_exact_moments_equal_the_independent_recursion(schedule_fn, case):
+    # The library's exact_moments (what the Monte-Carlo smoke test in test_oracle.py checks
+    # sample() against) equals this file's recursion for every step count and spacing:
+    # deterministic, so no DDPM-1000 sampling run is needed to check the moments.
+    schedule = schedule_fn(1000)
+    sampler = case["sampler"]
+    variance, eta = case.get("variance", "beta_tilde"), case.get("eta", 0.0)
+    for steps in (1, 10, 25, 100, None):
+        # the naive sampler has its own stride; with all steps every spacing is the same
+        spacings = ["leading"] if sampler == "naive_strided" or steps is None else SPACINGS
+        for spacing in spacings:
+            for mu, s in [(MU, S), (-0.5, 1.0)]:
+                walked = schedule if sampler == "naive_strided" else sampling_schedule(
+                    schedule, steps, spacing)
+                expected = exact_chain_moments(walked, mu, s, sampler, variance, eta, steps)
+                got = exact_moments(schedule, sampler, steps=steps, spacing=spacing, mean=mu,
+                                    std=s, **{k: v for k, v in case.items() if k != "sampler"})
+                assert got == pytest.approx(expected, rel=1e-10), (steps, spacing, mu, s)
+
+
+@pytest.mark.parametrize("variance", ["beta", "beta_tilde"])
+def test_ddpm_1000_recovers_the_data(variance):
+    # with all 1000 steps the chain itself recovers the data distribution
+    mean, std = exact_chain_moments(linear_schedule(1000), MU, S, "ddpm", variance)
+    assert mean == pytest.approx(MU, abs=1e-3)
+    assert std == pytest.approx(S, abs=0.005)
 
 
 def test_beta_tilde_under_disperses_at_50_leading_steps():
@@ -309,18 +270,9 @@ def test_progressive_yields_every_step_in_order():
     schedule = linear_schedule(1000)
     model = GaussianOracle(schedule, MU, S)
     seen = []
+    kw = dict(sampler="ddim", steps=10, spacing="trailing", seed=0, progress=False)
     steps = list(
-        sample_progressive(
-            model,
-            schedule,
-            (3, 2),
-            sampler="ddim",
-            steps=10,
-            spacing="trailing",
-            seed=0,
-            progress=False,
-            callback=lambda st: seen.append(st.t),
-        )
+        sample_progressive(model, schedule, (3, 2), callback=lambda st: seen.append(st.t), **kw)
     )
     assert [st.t for st in steps] == timestep_spacing(1000, 10, "trailing")[::-1].tolist()
     assert seen == [st.t for st in steps]
@@ -328,17 +280,7 @@ def test_progressive_yields_every_step_in_order():
     for a, b in itertools.pairwise(steps):
         assert torch.equal(a.x_prev, b.x_t)
         assert a.alpha_bar < b.alpha_bar
-    final = sample(
-        model,
-        schedule,
-        (3, 2),
-        sampler="ddim",
-        steps=10,
-        spacing="trailing",
-        seed=0,
-        progress=False,
-    )
-    assert torch.equal(final, steps[-1].x_prev)
+    assert torch.equal(sample(model, schedule, (3, 2), **kw), steps[-1].x_prev)
 
 
 def test_model_is_called_with_original_timesteps():

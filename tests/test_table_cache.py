@@ -28,8 +28,13 @@ def test_rows_round_trip_and_survive_a_cut_line(tmp_path):
     cache.put(key, {"fd": 1.5})
     with cache.path.open("a") as f:
         f.write('{"key": {"seed": 2}, "row"')  # a write cut by a kill
-    assert TableCache(cache.path).get(dict(reversed(list(key.items())))) == {"fd": 1.5}
-    assert cache.get({**key, "seed": 2}) is None
+    with pytest.warns(table_cache.CacheWarning, match="skipped 1 unreadable line"):
+        assert TableCache(cache.path).get(dict(reversed(list(key.items())))) == {"fd": 1.5}
+    with pytest.warns(table_cache.CacheWarning):
+        assert cache.get({**key, "seed": 2}) is None
+    cache.put({**key, "seed": 3}, {"fd": 3.0})  # a line of its own, not glued to the cut one
+    with pytest.warns(table_cache.CacheWarning):
+        assert TableCache(cache.path).get({**key, "seed": 3}) == {"fd": 3.0}
     TableCache(None).put(key, {"fd": 2.0})  # stores nothing, raises nothing
 
 
@@ -94,6 +99,34 @@ def test_table_parser_cache_argument():
     assert parser.parse_args(["--cache", "none"]).cache.path is None
 
 
+BENCHMARK_TABLES = [("fewer_steps", "fewer_steps"), ("fewer_steps", "fewer_steps_cosine"),
+                    ("guidance", "guidance"), ("samplers", "samplers"), ("quality", "quality")]
+
+
+@pytest.mark.parametrize(("script", "name"), BENCHMARK_TABLES)
+def test_committed_tables_re_render_byte_for_byte_from_their_json(script, name):
+    spec = importlib.util.spec_from_file_location(script, ROOT / "benchmarks" / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    payload = tables.read_results(name)
+    assert module.render(payload) == (tables.RESULTS_DIR / f"{name}.md").read_text()
+    assert "--publish" not in payload["command"] and "--out" not in payload["command"]
+
+
+def test_only_table_parser_scripts_write_tables_and_only_through_publish_table():
+    """Every script of benchmarks/ that writes a table does it through publish_table (atomic,
+    runs/tables/ unless --publish); none writes into the package's results itself."""
+    writers = set()
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        text = path.read_text()
+        assert "RESULTS_DIR" not in text and "write_results" not in text, path.name
+        assert ".write_text(" not in text and ".write_bytes(" not in text, path.name
+        if "publish_table(" in text:
+            assert "table_parser(" in text, path.name
+            writers.add(path.stem)
+    assert writers == {script for script, _ in BENCHMARK_TABLES}
+
+
 def _quality_module():
     spec = importlib.util.spec_from_file_location("quality", ROOT / "benchmarks" / "quality.py")
     module = importlib.util.module_from_spec(spec)
@@ -153,10 +186,13 @@ def test_measure_runs_only_on_a_miss(tmp_path):
 
 def test_publish_table_writes_the_payload_and_its_markdown(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(tables, "RESULTS_DIR", tmp_path)
-    args = table_parser("A table.", n=7).parse_args(["--seeds", "3,4"])
+    argv = ["--seeds", "3,4", "--publish"]
+    args = table_parser("A table.", n=7).parse_args(argv)
     payload = tables.publish_table(
-        "t", "benchmarks/t.py", ["--seeds", "3,4"], args,
+        "t", "benchmarks/t.py", argv, args,
         lambda p: f"# {p['n']} {p['seeds']} {p['extra']}\n", extra="x")
-    assert payload["command"] == "python benchmarks/t.py --seeds 3,4"
+    assert payload["command"] == "python benchmarks/t.py --seeds 3,4"  # not where it went
     assert json.loads((tmp_path / "t.json").read_text()) == payload
-    assert (tmp_path / "t.md").read_text() == "# 7 [3, 4] x\n" == capsys.readouterr().out[:-1]
+    out = capsys.readouterr()
+    assert (tmp_path / "t.md").read_text() == "# 7 [3, 4] x\n" == out.out[:-1]
+    assert out.err == f"wrote {tmp_path / 't.json'} and {tmp_path / 't.md'}\n"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import ipywidgets as widgets
 import pytest
 import torch
-from conftest import ClassOracle, GaussianOracle
+from conftest import ClassOracle
 
+from diffusion_lib.exact.oracle import GaussianOracle
 from diffusion_lib.lessons.widgets import TimestepScrubber, collect_frames, signal_noise_bar
 from diffusion_lib.sampling import sample_progressive
 from diffusion_lib.schedule import linear_schedule

@@ -6,10 +6,12 @@
 1. builds the wheel (``pip wheel --no-deps .``) into build/colab/dist;
 2. makes a clean virtual environment, build/colab/venv, with what Colab's CPU runtime has
    that the notebooks need (``torch==$TORCH_PIN``, ``ipywidgets==7.7.1``, the package's other
-   dependencies) plus the test runner (pytest, nbval, ipykernel); it is kept between runs
-   while its requirements are unchanged (a stamp file), and never sees the checkout;
+   dependencies and those of the extras the notebooks use, ``notebooks.NOTEBOOK_EXTRAS``)
+   plus the test runner (pytest, nbval, ipykernel); it is kept between runs while its
+   requirements are unchanged (a stamp file), and never sees the checkout;
 3. puts a stub ``google.colab`` on the kernel's path (imported at start-up, as in Colab), so
-   each notebook's setup cell takes its Colab branch and pip-installs the package itself:
+   each notebook's setup cell takes its Colab branch and pip-installs the package itself,
+   with those extras:
    ``DIFFUSION_LIB_SOURCE`` points it at the built wheel, ``PIP_NO_INDEX=1`` forbids
    downloads (nothing may be fetched at run time);
 4. for each notebook: uninstalls diffusion_lib, copies the notebook alone into an empty
@@ -61,33 +63,43 @@ def venv_python() -> Path:
     return VENV / "bin" / "python"
 
 
-def requirements() -> list[str]:
+def core_requirements() -> list[str]:
+    """``torch==$TORCH_PIN`` (the Makefile's CPU build), then pyproject.toml's dependencies."""
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    torch_pin = os.environ.get("TORCH_PIN", "2.13.0")
-    return [f"torch=={torch_pin}", *COLAB_PINS, *deps, *RUNNER]
+    return [f"torch=={os.environ.get('TORCH_PIN', '2.13.0')}", *deps]
 
 
-def ensure_venv(base_python: str) -> None:
-    """build/colab/venv with ``requirements()``; rebuilt only when they change."""
-    reqs = requirements()
+def requirements() -> list[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    extra_deps = [r for name in nbtools.NOTEBOOK_EXTRAS for r in extras[name]]
+    torch_pin, *deps = core_requirements()
+    return [torch_pin, *COLAB_PINS, *deps, *extra_deps, *RUNNER]
+
+
+def ensure_venv(base_python: str, venv: Path = VENV, reqs: list[str] | None = None) -> None:
+    """``venv`` (build/colab/venv) with ``reqs`` (``requirements()``, the pinned torch first);
+    rebuilt only when they change."""
+    reqs = requirements() if reqs is None else reqs
     key = hashlib.sha256(json.dumps([base_python, reqs]).encode()).hexdigest()
-    stamp = VENV / ".colab-check-stamp"
-    if stamp.is_file() and stamp.read_text() == key and venv_python().exists():
+    stamp = venv / ".colab-check-stamp"
+    python = venv / "bin" / "python"
+    if stamp.is_file() and stamp.read_text() == key and python.exists():
         return
-    shutil.rmtree(VENV, ignore_errors=True)
+    shutil.rmtree(venv, ignore_errors=True)
     start = time.perf_counter()
-    run([base_python, "-m", "venv", VENV])
+    run([base_python, "-m", "venv", venv])
     # torch first, alone: the pinned CPU build (as in `make setup`), never a CUDA one
-    run([venv_python(), "-m", "pip", "install", "--quiet", reqs[0]])
-    run([venv_python(), "-m", "pip", "install", "--quiet", *reqs])
+    run([python, "-m", "pip", "install", "--quiet", reqs[0]])
+    run([python, "-m", "pip", "install", "--quiet", *reqs])
     stamp.write_text(key)
-    print(f"colab check: made {VENV.relative_to(ROOT)} in {time.perf_counter() - start:.0f} s")
+    print(f"colab check: made {venv} in {time.perf_counter() - start:.0f} s")
 
 
-def build_wheel() -> Path:
-    shutil.rmtree(DIST, ignore_errors=True)
-    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", DIST, ROOT])
-    (wheel,) = DIST.glob("diffusion_lib-*.whl")
+def build_wheel(dist: Path = DIST) -> Path:
+    shutil.rmtree(dist, ignore_errors=True)
+    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", dist, ROOT])
+    (wheel,) = dist.glob("diffusion_lib-*.whl")
     return wheel
 
 
@@ -147,12 +159,15 @@ def check_failed_install() -> None:
     reason in one block, then what to do; elsewhere nothing is installed, only what to do."""
     uninstall()
     setup = nbtools.setup_cell().removeprefix("# %%\n")
-    advice = ["ModuleNotFoundError", "clone the repository", "make lab", "pip install -e ."]
+    extras = ",".join(nbtools.NOTEBOOK_EXTRAS)
+    advice = ["ModuleNotFoundError", "clone the repository", "make lab",
+              f"pip install -e '.[{extras}]'"]  # fmt: skip
+    pip_failed = ["pip could not install", f".whl[{extras}]", "ERROR"]  # with the extras
     with tempfile.TemporaryDirectory(prefix="colab-") as tmp:
         in_colab = kernel_env(str(Path(tmp) / "no_such_wheel-0.1-py3-none-any.whl"))
         outside = {**in_colab, "PYTHONPATH": ""}  # no google.colab: a local Jupyter
         for env, wanted, unwanted in [
-            (in_colab, ["pip could not install", "ERROR", *advice], ["CalledProcessError"]),
+            (in_colab, [*pip_failed, *advice], ["CalledProcessError"]),
             (outside, advice, ["installing", "pip could not install"]),
         ]:
             done = subprocess.run([str(venv_python()), "-c", setup], cwd=tmp, env=env,

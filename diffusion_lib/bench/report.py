@@ -94,6 +94,7 @@ def markdown(payload: dict[str, Any], command: str) -> str:
                 f"- CUDA target ≤ {target} s per 1000 steps: "
                 f"{_check(d['best_per_1000_steps'] <= target)}"
             )
+        lines += _peers(b) + _loop_cost(b) + _op_counts(b)  # none in tables made before them
         lines.append("")
     gen = payload["generation"]
     if gen:
@@ -121,6 +122,97 @@ def markdown(payload: dict[str, Any], command: str) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def _peers(b: dict[str, Any]) -> list[str]:
+    """Library ÷ peer, from the same round robin."""
+    if not b.get("peers") and not b.get("peer_notes"):
+        return []
+    lines = [
+        "", "### Against the peers", "",
+        "Same model, batch and seeds, timed in the same run, interleaved (diffusers' loops as "
+        "its pipelines write them; see `diffusion_lib/bench/peers.py`). library ÷ peer = the "
+        "ratio of the two wall times: below 1 the library is faster; closer to 1 than the "
+        "rows' spread is a tie.", "",
+    ]
+    if b.get("peers"):
+        lines += ["| library | peer | steps timed | library s | peer s | library ÷ peer |",
+                  "|---|---|---|---|---|---|"]
+    for v in b.get("peers", []):
+        lines.append(f"| {v['library']} | {v['peer']} | {v['steps']} | "
+                     f"{v['library_seconds']:.3f} | {v['peer_seconds']:.3f} | {v['ratio']:.2f} |")
+    if b.get("peers") and b.get("peer_notes"):
+        lines.append("")
+    lines += [f"- {why}" for why in b.get("peer_notes", [])]
+    return lines
+
+
+def _loop_cost(b: dict[str, Any]) -> list[str]:
+    """The loops with a near-free model: their own cost per step."""
+    if not b.get("loop_cost"):
+        return []
+    faces = {v["peer"]: v["library"] for v in b.get("peers", [])}
+    cost = {r["loop"]: r for r in b["loop_cost"]}
+    lines = [
+        "", "### The loop's own cost: a near-free model", "",
+        "The model returns one cached zero tensor (no operator), so the time is the loop's own "
+        "bookkeeping: whole runs, set-up included; ms per step = wall ÷ steps.", "",
+        "| loop | steps | wall s | spread | ms per step | library ÷ this |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in b["loop_cost"]:
+        runs = r["all_seconds"]
+        lib = cost.get(faces.get(r["loop"], ""))
+        ratio = "–" if lib is None else f"{lib['ms_per_step'] / r['ms_per_step']:.2f}"
+        who = f"library {r['loop']}" if r["library"] else r["loop"]
+        lines.append(f"| {who} | {r['steps']} | {r['seconds']:.3f} | "
+                     f"{(max(runs) - min(runs)) / r['seconds']:.0%} | {r['ms_per_step']:.3f} | "
+                     f"{ratio} |")
+    return lines
+
+
+def _op_counts(b: dict[str, Any]) -> list[str]:
+    """Operators (and on CUDA kernels and launch calls) per step, counted."""
+    counts = b.get("op_counts")
+    if not counts:
+        return []
+    rows = counts["rows"]
+    cuda = any(r.get("kernels") is not None for r in rows)
+
+    def n(value: float | None) -> str:
+        return "–" if value is None else f"{value:g}"
+
+    def model_part(r: dict[str, Any]) -> float | None:
+        if r["step"] == "forward":
+            return r["ops"]
+        return None if r["ops"] is None or r["ops_sampler"] is None else \
+            r["ops"] - r["ops_sampler"]
+
+    lines = [
+        "", f"### Operators per step (step {counts['step_index']}, counted, not timed)", "",
+        "aten operators dispatched in one steady step (a `TorchDispatchMode`: every operator, "
+        "views included); the sampler's own with the near-free model, the model's = the rest; "
+        "`forward` is one bare model call. "
+        + ("CUDA kernels run and host launch calls per step from `torch.profiler` (mean over "
+           f"{counts['profiled_steps']} steps): a CUDA-graph step replays its kernels with one "
+           "launch. `torch.compile`'s fused kernels bypass the dispatcher, so its rows have "
+           "kernels only." if cuda else
+           "`torch.compile`'s fused kernels bypass the dispatcher: compiled steps are counted "
+           "on CUDA only (kernels and launches, `benchmarks/cuda_check.sh`)."),
+        "",
+    ]
+    if cuda:
+        lines += ["| step | aten ops | the model's | the sampler's | CUDA kernels | the sampler's "
+                  "| launch calls | the sampler's |", "|---|---|---|---|---|---|---|---|"]
+    else:
+        lines += ["| step | aten ops | the model's | the sampler's |", "|---|---|---|---|"]
+    for r in rows:
+        line = f"| {r['step']} | {n(r['ops'])} | {n(model_part(r))} | {n(r['ops_sampler'])} |"
+        if cuda:
+            line += (f" {n(r.get('kernels'))} | {n(r.get('kernels_sampler'))} | "
+                     f"{n(r.get('launches'))} | {n(r.get('launches_sampler'))} |")
+        lines.append(line)
+    return lines
 
 
 def render(name: str) -> str:

@@ -14,7 +14,18 @@ repeats, the device synchronised around every timing):
 - ``bf16``, ``bf16+graph``: the model under bf16 autocast, sampler arithmetic in fp32;
 - ``channels-last``: a copy of the model with NHWC weights (``torch.channels_last``);
 - ``cfg two-pass`` / ``cfg batched``: guidance w = 3, two calls of B vs one of 2B;
-- ``ddim-50``: a whole 50-step DDIM run, against DDPM-1000 (``eager`` scaled to 1000 steps).
+- ``ddim-50``: a whole 50-step DDIM run, against DDPM-1000 (``eager`` scaled to 1000 steps);
+- ``dpmpp_2m-50``: a whole 50-step DPM-Solver++(2M) run (Karras σ);
+- the peers (:mod:`.peers`), same model, batch and seeds: ``diffusers DDPM`` over the eager
+  row's steps, ``diffusers DPM-Solver++(2M)-50``, ``diffusers DDIM-50`` and
+  ``k-diffusion DPM-Solver++(2M)-50`` (whole runs); a peer whose package is missing is one
+  note row. The table gives library ÷ peer for each.
+
+In the same round robin, every loop once more with a near-free model
+(:class:`~.opcount.FreeModel`: ε̂ is a cached zero tensor), whole runs (1,000 DDPM steps,
+50 DDIM / DPM-Solver steps): the loop's own cost per step. After the timings,
+:func:`~.opcount.bench_counts` counts the operators of one step of each loop (and on CUDA
+the kernels and launch calls, from the profiler), with the model and with the free one.
 
 N is ``steps`` (1,000 by default on CUDA; fewer on a CPU, where 1,000 steps at batch
 1024 take minutes); every "per 1000 steps" figure is then the measured time × 1000/N,
@@ -48,10 +59,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..data import NUM_DIGIT_CLASSES
 from ..pretrained import git_commit, load_pretrained
 from ..sampling import SampleStep, sample, sample_progressive
 from ..speed import AutocastModel, compile_model
 from .chapter_loop import chapter_ddpm_sample
+from .opcount import DDIM, DDPM, FreeModel, bench_counts
+from .peers import PEER_STEPS, all_peers
 from .report import markdown, render, write
 from .timing import round_robin
 
@@ -71,6 +85,13 @@ benchmark, not a test)."""
 NO_GUIDANCE = ("eager", "graph", "compiled", "compiled+graph", "bf16", "bf16+graph",
                "channels-last")
 """The 1000-step DDPM variants without guidance, compared for the CUDA targets."""
+
+FREE = "free model: "
+"""Prefix of the near-free-model variants in the round robin (the loop-cost rows)."""
+
+FREE_DDPM_STEPS = 1000
+"""Steps of a near-free-model DDPM run: the whole run, so its set-up (seeds, the first noise
+chunk) is spread as in real use."""
 
 
 @dataclass
@@ -93,6 +114,8 @@ class BenchConfig:
     threads: int | None = None
     device: str = "auto"
     guidance: float = 3.0
+    peers: bool = True
+    """Time the peers (diffusers, k-diffusion) where they import."""
 
 
 def device_slug(device: torch.device) -> str:
@@ -128,7 +151,7 @@ def bench_batch(
     """Time every variant at one batch size; return rows and the derived ratios."""
     shape = (batch, 1, 8, 8)
     ddpm = dict(sampler="ddpm", variance="beta", x0_mode="clip", seed=0, progress=False)
-    labels = [i % 10 for i in range(batch)]
+    labels = [i % NUM_DIGIT_CLASSES for i in range(batch)]
 
     def loop(m: Any, **kw: Any) -> Callable[[], Tensor]:
         def run() -> Tensor:
@@ -157,11 +180,13 @@ def bench_batch(
     variants["graph"] = loop(model, cuda_graph=True)
     if device.type != "cuda":
         notes["graph"] = "no CUDA: the static-buffer step runs without capture"
+    compiled_model = None  # for the operator counts
     if cfg.compile:
         t0 = time.perf_counter()
         compiled, status = compile_model(model, (x_fixed, t_fixed))
         log(f"  torch.compile: {status} ({time.perf_counter() - t0:.1f} s)")
         if status == "compiled":
+            compiled_model = compiled
             variants["compiled"] = loop(compiled)
             if device.type == "cuda":
                 variants["compiled+graph"] = loop(compiled, cuda_graph=True)
@@ -190,6 +215,27 @@ def bench_batch(
             model, schedule, shape, sampler="ddim", steps=50, seed=0, progress=False,
             cuda_graph=True,
         )
+    variants["dpmpp_2m-50"] = lambda: sample(
+        model, schedule, shape, sampler="dpmpp_2m", steps=PEER_STEPS, seed=0, progress=False)
+    peers, missing = all_peers(schedule, shape, device) if cfg.peers else ([], [])
+    whole = {"ddim-50", "ddim-50+graph", "dpmpp_2m-50"} | {p.name for p in peers if p.steps}
+    for peer in peers:
+        variants[peer.name] = (lambda p=peer: p.run(model, p.steps or steps))
+        notes[peer.name] = peer.note
+    free = FreeModel()
+    free_steps = {"eager": FREE_DDPM_STEPS, "graph": FREE_DDPM_STEPS, "ddim-50": 50,
+                  "dpmpp_2m-50": 50, **{p.name: p.steps or FREE_DDPM_STEPS for p in peers}}
+    free_runs: dict[str, Callable[[], Tensor]] = {
+        "eager": lambda: sample(free, schedule, shape, seed=0, progress=False, **DDPM),
+        "graph": lambda: sample(free, schedule, shape, seed=0, progress=False, cuda_graph=True,
+                                **DDPM),
+        "ddim-50": lambda: sample(free, schedule, shape, seed=0, progress=False, **DDIM),
+        "dpmpp_2m-50": lambda: sample(free, schedule, shape, sampler="dpmpp_2m",
+                                      steps=PEER_STEPS, seed=0, progress=False),
+        **{p.name: (lambda p=p: p.run(free)) for p in peers},
+    }
+    for name, run in free_runs.items():
+        variants[FREE + name] = run
 
     times, outputs = round_robin(variants, device, cfg.repeats, cfg.warmup, log)
     median = {k: statistics.median(v) for k, v in times.items()}
@@ -197,20 +243,20 @@ def bench_batch(
     ref = outputs["eager"]
     rows = []
     for name, seconds in median.items():
+        if name.startswith(FREE):
+            continue  # the loop-cost rows, below
         out = outputs.get(name)
-        comparable = name not in ("forward", "chapter", "ddim-50", "ddim-50+graph") and \
-            not name.startswith("cfg")
         diff = (
             float((out.float() - ref.float()).abs().max())
-            if comparable and out is not None and ref is not None
+            if name in NO_GUIDANCE and out is not None and ref is not None
             else None
         )
-        whole_run = name.startswith("ddim-50")
+        whole_run = name in whole
         rows.append({
             "variant": name,
             "seconds": seconds,
             "all_seconds": times[name],
-            "steps_timed": 50 if whole_run else steps,
+            "steps_timed": PEER_STEPS if whole_run else steps,
             "per_1000_steps": None if whole_run else seconds * scale,
             "vs_chapter": (median["chapter"] / seconds) if "chapter" in median else None,
             "max_abs_diff_vs_eager": diff,
@@ -233,7 +279,18 @@ def bench_batch(
     best = min((k for k in median if k in NO_GUIDANCE), key=median.__getitem__)
     derived["best_variant"] = best
     derived["best_per_1000_steps"] = median[best] * scale
-    return {"batch": batch, "steps": steps, "rows": rows, "derived": derived}
+    versus = [{"library": p.versus, "peer": p.name, "steps": p.steps or steps,
+               "library_seconds": median[p.versus], "peer_seconds": median[p.name],
+               "ratio": median[p.versus] / median[p.name]} for p in peers]
+    loop_cost = [{"loop": name, "library": name in ("eager", "graph", "ddim-50", "dpmpp_2m-50"),
+                  "steps": free_steps[name], "seconds": median[FREE + name],
+                  "all_seconds": times[FREE + name],
+                  "ms_per_step": median[FREE + name] / free_steps[name] * 1e3}
+                 for name in free_runs]
+    log("  counting the operators of one step")
+    counts = bench_counts(model, schedule, shape, device, compiled_model, peers)
+    return {"batch": batch, "steps": steps, "rows": rows, "derived": derived,
+            "peers": versus, "peer_notes": missing, "loop_cost": loop_cost, "op_counts": counts}
 
 
 _GEN_CHILD = r"""

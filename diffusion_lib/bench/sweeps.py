@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data import NUM_DIGIT_CLASSES
 from ..metrics import (
     DigitClassifier,
     DigitsQuality,
@@ -80,7 +81,7 @@ def _sample_and_score(
     Seed s gives sample i the per-sample seed s·n + i: different seeds never share noise
     (``sample(seed=s)`` alone would give seeds s … s + n − 1, which overlap for s and s + 1).
     """
-    labels = torch.arange(n) % 10 if conditional else None
+    labels = torch.arange(n) % NUM_DIGIT_CLASSES if conditional else None
     seeds = [seed * n + i for i in range(n)]
     x, seconds = _timed_sample(model, schedule, (n, 1, 8, 8), labels=labels, seeds=seeds,
                                **kwargs)

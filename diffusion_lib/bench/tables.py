@@ -3,7 +3,9 @@
 - :data:`RESULTS_DIR`: ``diffusion_lib/results/``, package data;
 - :func:`table_parser`: the arguments every script of ``benchmarks/`` takes;
 - :func:`provenance`, :func:`publish_table`, :func:`write_results`: a table's header,
-  JSON and Markdown;
+  JSON and Markdown, written atomically (a kill or a full disk leaves the old file or the
+  new one, never half of one) into ``runs/tables/`` (or ``--out DIR``), and into the
+  committed ``diffusion_lib/results/`` only with ``--publish``;
 - :func:`read_results`: a committed table, for the notebooks;
 - :func:`markdown_table`: rows as Markdown.
 """
@@ -21,6 +23,7 @@ from typing import Any
 
 import torch
 
+from ..files import check_writable_dir, os_error_line, write_atomic
 from ..pretrained import git_commit
 from .cache import TableCache
 
@@ -40,31 +43,95 @@ def _seeds_arg(text: str) -> list[int]:
 
 
 DEFAULT_CACHE = "runs/table_cache.jsonl"
+DEFAULT_TABLES = "runs/tables"
+"""Where a benchmark's table goes unless ``--publish`` or ``--out`` says otherwise."""
+
+
+def _cache_arg(text: str) -> TableCache:
+    try:
+        return TableCache(None if text == "none" else text)
+    except ValueError as err:  # argparse would hide the message of a ValueError
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _out_arg(text: str) -> Path:
+    try:
+        return check_writable_dir(text, "--out directory")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+class _TableParser(argparse.ArgumentParser):
+    """Resolves ``args.out``: ``--out``, else the package's results with ``--publish``, else
+    :data:`DEFAULT_TABLES`; checked writable before anything is measured."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
+        parsed, extra = super().parse_known_args(args, namespace)
+        if getattr(parsed, "publish", False) and getattr(parsed, "out", None) is not None:
+            self.error("give --publish (write the committed tables) or --out DIR, not both")
+        if getattr(parsed, "out", None) is None:
+            target = RESULTS_DIR if getattr(parsed, "publish", False) else Path(DEFAULT_TABLES)
+            try:
+                parsed.out = check_writable_dir(target, "table directory")
+            except ValueError as err:
+                self.error(str(err))
+        return parsed, extra
 
 
 def table_parser(doc: str, n: int, seeds: str = "0,1,2") -> argparse.ArgumentParser:
     """The arguments every table in ``benchmarks/`` takes: ``--n``, ``--seeds``, ``--threads``,
-    ``--cache``.
+    ``--cache``, ``--out`` / ``--publish``.
 
     ``args.seeds`` comes back as a list of at least two ints; ``args.cache`` as a
-    :class:`~diffusion_lib.bench.cache.TableCache` (``--cache none``: no cache).
+    :class:`~diffusion_lib.bench.cache.TableCache` (``--cache none``: no cache), its path
+    checked; ``args.out`` as the directory the table goes to, checked writable:
+    ``runs/tables/`` by default, ``--out DIR``, or the committed
+    ``diffusion_lib/results/`` with ``--publish``.
     """
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser = _TableParser(description=doc.splitlines()[0])
     parser.add_argument("--n", type=int, default=n)
     parser.add_argument("--seeds", type=_seeds_arg, default=seeds,
                         help="comma-separated, at least 2")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
-        "--cache", type=lambda text: TableCache(None if text == "none" else text),
-        default=DEFAULT_CACHE,
+        "--cache", type=_cache_arg, default=DEFAULT_CACHE,
         help=f"per-seed measurements kept here, so a stopped run resumes (default "
              f"{DEFAULT_CACHE}; 'none' to measure everything again)")
+    parser.add_argument(
+        "--publish", action="store_true",
+        help="write the table into the package's committed results (diffusion_lib/results/), "
+             "replacing the committed one; without it the table goes to "
+             f"{DEFAULT_TABLES}/ (or --out)")
+    parser.add_argument(
+        "--out", type=_out_arg, default=None,
+        help=f"directory for the table's .json and .md (default {DEFAULT_TABLES}; "
+             "the committed results only with --publish)")
     return parser
 
 
+def _measuring_args(argv: Sequence[str]) -> list[str]:
+    """``argv`` without ``--publish`` and ``--out DIR``: where a table is written changes
+    none of its numbers, so a table reads the same wherever it goes."""
+    kept, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--publish" or word.startswith("--out="):
+            continue
+        elif word == "--out":
+            skip = True
+        else:
+            kept.append(word)
+    return kept
+
+
 def provenance(script: str, argv: Sequence[str] | None, threads: int) -> tuple[str, str]:
-    """(the command that made a table, its environment line) for the table's header."""
-    command = f"python {script} " + shlex.join(sys.argv[1:] if argv is None else argv)
+    """(the command that made a table, its environment line) for the table's header.
+
+    The command leaves out ``--publish`` and ``--out``: they say where the table is
+    written, not what it measures."""
+    words = _measuring_args(sys.argv[1:] if argv is None else argv)
+    command = f"python {script} " + shlex.join(words)
     env = (f"torch {torch.__version__}, {platform.machine()}, {threads} threads, "
            f"git {git_commit()[:12]}")
     return command.strip(), env
@@ -82,22 +149,41 @@ def publish_table(
 
     The payload is the command and environment (:func:`provenance`), ``args.n``,
     ``args.seeds`` and ``fields``; ``render(payload)`` is its Markdown. Both go to
-    ``diffusion_lib/results/<name>.{json,md}`` (:func:`write_results`).
+    ``<args.out>/<name>.{json,md}`` (:func:`write_results`): ``runs/tables/`` unless the
+    script was given ``--out DIR`` or ``--publish`` (the committed
+    ``diffusion_lib/results/``); a line on stderr says where. A write that fails (a full
+    disk) is one line on stderr and exit code 1, and leaves the old files whole.
     """
     command, env = provenance(script, argv, args.threads)
     payload = {"command": command, "env": env, "n": args.n, "seeds": args.seeds, **fields}
     markdown = render(payload)
-    write_results(name, payload, markdown)
     print(markdown)
+    out = getattr(args, "out", None)
+    out = RESULTS_DIR if out is None and getattr(args, "publish", False) else out
+    try:
+        path = write_results(name, payload, markdown, Path(DEFAULT_TABLES) if out is None else out)
+    except OSError as err:
+        print(f"error: writing the table failed: {os_error_line(err)}; the files there are "
+              "as they were", file=sys.stderr)
+        raise SystemExit(1) from None
+    print(f"wrote {path} and {path.with_suffix('.md')}", file=sys.stderr)
     return payload
 
 
-def write_results(name: str, payload: dict[str, Any], markdown: str) -> Path:
-    """Write ``diffusion_lib/results/<name>.json`` and ``.md``; return the JSON path."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=1) + "\n")
-    (RESULTS_DIR / f"{name}.md").write_text(markdown)
+def write_results(
+    name: str, payload: dict[str, Any], markdown: str, out_dir: Path | None = None
+) -> Path:
+    """Write ``<out_dir>/<name>.json`` and ``.md`` atomically; return the JSON path.
+
+    ``out_dir`` defaults to ``diffusion_lib/results`` (the committed tables). Each file
+    is whole or as it was (:func:`~diffusion_lib.files.write_atomic`); the JSON is
+    written first, and the Markdown is a pure function of it.
+    """
+    out_dir = RESULTS_DIR if out_dir is None else Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    write_atomic(path, (json.dumps(payload, indent=1) + "\n").encode())
+    write_atomic(out_dir / f"{name}.md", markdown.encode())
     return path
 
 

@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from . import _startup
+from . import _signals, _startup
 
 SUBCOMMANDS = ("train", "generate", "bench")
 
@@ -50,28 +50,36 @@ def _join_dash_values(argv: list[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; its exit code: 0 done, 2 bad input, 1 failed, 130 Ctrl-C.
+    """Run one command; its exit code: 0 done, 2 bad input, 1 failed, 130 Ctrl-C, 143 SIGTERM.
 
     Whatever happens, the user sees one line, never a traceback: Ctrl-C at any
-    moment gives exit code 130, and an ``OSError`` a command did not expect
-    (a full disk, a file that vanished) gives its reason and exit code 1.
+    moment gives exit code 130 and SIGTERM (a batch scheduler's stop) 143, each
+    handled like Ctrl-C (:mod:`._signals`; a second signal during the cleanup is
+    ignored); an ``OSError`` a command did not expect (a full disk, a file that
+    vanished) gives its reason and exit code 1, and so does running out of memory.
     """
+    from ..device import is_out_of_memory, out_of_memory_line
     from ..files import os_error_line
 
     try:
         parser = build_parser()
-        _startup.restore()  # the imports are done: Ctrl-C is a KeyboardInterrupt from here
-        typed = list(sys.argv[1:] if argv is None else argv)
-        args = parser.parse_args(_join_dash_values(typed))
-        args.argv = typed  # as typed, for records
-        if getattr(args, "func", None) is None:
-            parser.print_help()
-            return 2
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+        with _signals.handled(command_line=_startup.COMMAND_LINE):
+            typed = list(sys.argv[1:] if argv is None else argv)
+            args = parser.parse_args(_join_dash_values(typed))
+            args.argv = typed  # as typed, for records
+            if getattr(args, "func", None) is None:
+                parser.print_help()
+                return 2
+            return int(args.func(args) or 0)
+    except KeyboardInterrupt as err:
+        print(("\n" if _signals.exit_code(err) == 130 else "") + _signals.stopped(err),
+              file=sys.stderr)
+        return _signals.exit_code(err)
     except OSError as err:
         print(f"error: {os_error_line(err)}", file=sys.stderr)
         return 1
-
+    except (MemoryError, RuntimeError) as err:  # a command that did not name its options
+        if not is_out_of_memory(err):
+            raise
+        print(f"error: {out_of_memory_line(err, 'lower the batch size')}", file=sys.stderr)
+        return 1

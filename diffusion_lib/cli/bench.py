@@ -17,8 +17,14 @@ from typing import Any
 
 from ..bench.speed import BenchConfig, parse_ints, parse_steps, run_bench, write
 from ..bench.tables import RESULTS_DIR
-from ..device import usable_device
-from ..files import check_writable_dir, os_error_line
+from ..device import (
+    check_threads,
+    is_out_of_memory,
+    max_threads,
+    out_of_memory_line,
+    usable_device,
+)
+from ..files import check_file_stem, check_writable_dir, os_error_line
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -42,6 +48,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (median)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     parser.add_argument(
+        "--no-peers", action="store_true",
+        help="skip the peer rows (diffusers, k-diffusion; timed where they import)",
+    )
+    parser.add_argument(
         "--generation-sizes",
         default="1000,10000",
         help="images per generation run, comma-separated; 0 skips (default 1000,10000)",
@@ -53,7 +63,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--generation-batch", type=int, default=256, help="--batch-size of generation (256)"
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int,
+        help=f"torch CPU threads, 1 to {max_threads()} (4 × the cores) (default: torch's)",
+    )
     parser.add_argument("--name", help="results file stem (default: the device, e.g. cpu)")
     parser.add_argument("--out", help="directory for the results (default diffusion_lib/results)")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
@@ -62,14 +75,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def handler(args: argparse.Namespace) -> int:
-    """Handler of ``bench``; 2 on a bad argument."""
+    """Handler of ``bench``; 2 on a bad argument, 1 out of memory (one line naming
+    --batch-sizes)."""
     try:
         if args.repeats < 1:
             raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
-        if args.threads is not None and args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        check_threads(args.threads)
         usable_device(args.device)
         out = None if args.out is None else Path(args.out)
+        if args.name is not None:
+            check_file_stem(args.name, "--name")
         if not args.no_write:  # checked before the benchmark runs, not after
             check_writable_dir(RESULTS_DIR if args.out is None else args.out, "--out directory")
         if args.generation_steps < 1 or args.generation_batch < 1:
@@ -83,6 +98,7 @@ def handler(args: argparse.Namespace) -> int:
             steps=None if args.steps is None else parse_steps(args.steps),
             repeats=args.repeats,
             compile=not args.no_compile,
+            peers=not args.no_peers,
             generation_sizes=gen,
             generation_steps=args.generation_steps,
             generation_batch=args.generation_batch,
@@ -93,6 +109,15 @@ def handler(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as err:
         print("error: " + " ".join(str(err).split()), file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as err:
+        if not is_out_of_memory(err):
+            raise
+        line = out_of_memory_line(
+            err, f"lower --batch-sizes (now {args.batch_sizes}) or --generation-batch "
+            f"(now {args.generation_batch}); nothing was written"
+        )
+        print(f"error: {line}", file=sys.stderr)
+        return 1
     command = "python -m diffusion_lib " + shlex.join(getattr(args, "argv", ["bench"]))
     from ..bench.speed import markdown
 

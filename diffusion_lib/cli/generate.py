@@ -16,7 +16,13 @@ same command after an interruption (even kill -9) to finish the set.
 
 Exit codes: 0 done; 2 a bad argument, or the directory is in use by another run
 or holds another run's settings (nothing written); 1 the run failed (a full disk,
-NaN samples; one line says what and where); 130 Ctrl-C.
+NaN samples, out of memory: lower --batch-size or --model-batch; one line says
+what and where); 130 Ctrl-C; 143 SIGTERM (a batch scheduler's stop, handled like
+Ctrl-C: every finished image is whole, re-run the same command to finish).
+
+Under torchrun every rank waits at most DIFFUSION_LIB_DIST_TIMEOUT seconds (default
+300) for the others to start, saying after 10 s what it waits for, and then
+gives up with exit code 1.
 """
 
 from __future__ import annotations
@@ -28,7 +34,13 @@ from typing import Any
 
 import torch
 
-from ..device import THREADS_HELP, set_threads, usable_device
+from ..device import (
+    THREADS_HELP,
+    is_out_of_memory,
+    out_of_memory_line,
+    set_threads,
+    usable_device,
+)
 from ..files import os_error_line
 from ..generate import (
     DEFAULT_MODEL_BATCH,
@@ -54,6 +66,7 @@ from ..sampling.registry import (
     sampler_names,
     samplers_help,
 )
+from ._signals import exit_code, stopped
 
 PRESETS: dict[str, SamplerSpec] = {"recommended": RECOMMENDED}
 """Named sampler settings (``--preset``); ``recommended`` is also what a run gets when it
@@ -94,7 +107,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--model",
         required=True,
         help=f"a shipped model ({', '.join(available_models())}), or the path "
-        "of a checkpoint (<stem>.json next to <stem>.safetensors)",
+        "of a checkpoint (<stem>.json next to the weights it names)",
     )
     parser.add_argument("--out", required=True, help="output directory (created if needed)")
     parser.add_argument(
@@ -236,7 +249,8 @@ def handler(args: argparse.Namespace) -> int:
 
     Exit codes: 0 done; 2 a bad argument or an output directory in use by another
     run (nothing written); 1 the run failed (a full disk, NaN samples: one line
-    says which images; every image already written is whole); 130 Ctrl-C.
+    says which images; every image already written is whole; out of memory: one
+    line naming --batch-size and --model-batch); 130 Ctrl-C; 143 SIGTERM.
     """
     try:
         set_threads(args.threads)
@@ -257,15 +271,23 @@ def handler(args: argparse.Namespace) -> int:
         )
     except (ValueError, FileNotFoundError) as err:
         return _fail(err, 2)
+    except (MemoryError, RuntimeError) as err:
+        if not is_out_of_memory(err):
+            raise
+        return _fail(out_of_memory_line(
+            err, f"loading the model {args.model} took more than there is; nothing was written"
+        ), 1)
     try:
         result = run_plan(plan, progress=not args.no_progress, cuda_graph=args.cuda_graph)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         print(
-            f"interrupted: every finished image in {args.out} is whole; "
+            f"{stopped(err)}: every finished image in {args.out} is whole; "
             "re-run the same command to finish the set",
             file=sys.stderr,
         )
-        return 130
+        return exit_code(err)
+    except MemoryError as err:
+        return _fail(_oom(err, args), 1)
     except RunConflict as err:
         return _fail(err, 2)
     except OSError as err:
@@ -275,10 +297,20 @@ def handler(args: argparse.Namespace) -> int:
             1,
         )
     except (ValueError, FloatingPointError, RuntimeError) as err:
-        return _fail(err, 1)
+        return _fail(_oom(err, args) if is_out_of_memory(err) else err, 1)
     if workers.rank == 0:
         print(result.summary())
     return 0
+
+
+def _oom(err: BaseException, args: argparse.Namespace) -> str:
+    """The out-of-memory line of a run: the batch options to lower, with their values."""
+    rows = args.model_batch or "0, whole batches"
+    return out_of_memory_line(
+        err, f"lower --batch-size (now {args.batch_size}; a resume may change it) or --model-batch "
+        f"(now {rows}; recorded in run.json, so for a new --out); every image already "
+        "written is whole",
+    )
 
 
 def _fail(err: object, code: int) -> int:

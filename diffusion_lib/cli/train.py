@@ -4,8 +4,14 @@
     python -m diffusion_lib train --model moons --out diffusion_lib/weights/moons --steps 4000
     python -m diffusion_lib train --model classifier --out diffusion_lib/weights/classifier
 
-Writes ``<out>.safetensors`` (EMA weights) and ``<out>.json`` (config, schedule,
-training settings, data split, git commit, and this command line).
+Writes ``<out>.json`` (config, schedule, training settings, data split, git commit,
+and this command line) and the EMA weights it names, ``<out>.<sha256[:16]>.safetensors``.
+An existing checkpoint at ``<out>`` is replaced in one atomic step: a kill at any
+moment leaves the old pair or the new one, whole (``save_checkpoint``).
+
+Exit codes: 0 done; 2 a bad argument (nothing trained); 1 the run failed: the loss
+went NaN/inf (lower --lr; no checkpoint is written), out of memory (lower
+--batch-size), or the checkpoint could not be written; 130 Ctrl-C; 143 SIGTERM.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..device import set_threads, usable_device
+from ..device import is_out_of_memory, max_threads, out_of_memory_line, set_threads, usable_device
 from ..files import check_writable_dir, os_error_line
 
 MODEL_CHOICES = ("digits", "digits_cosine", "moons", "classifier")
@@ -39,7 +45,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, help="learning rate (default: the preset's)")
     parser.add_argument("--seed", type=int, help="random seed (default: the preset's, 0)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int,
+        help=f"torch CPU threads, 1 to {max_threads()} (4 × the cores) (default: torch's)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=handler)
     return parser
@@ -75,7 +84,7 @@ def check_args(args: argparse.Namespace) -> None:
     if str(args.out).strip() == "":
         raise ValueError("--out is empty; give a path without extension, e.g. weights/digits")
     out = Path(args.out)
-    if out.name in ("", ".", ".."):
+    if out.name in ("", ".", "..") or out.is_dir():
         raise ValueError(f"--out {args.out!r} names a directory; add a file stem, e.g. {out}/m")
     check_writable_dir(out.parent, "directory of --out")
 
@@ -90,8 +99,20 @@ def handler(args: argparse.Namespace) -> int:
     except ValueError as err:  # a bad argument: found before training starts
         print("error: " + " ".join(str(err).split()), file=sys.stderr)
         return 2
+    except FloatingPointError as err:  # the loss went NaN/inf: nothing was written
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)
+        return 1
     except OSError as err:
         print(f"error: writing the checkpoint failed: {os_error_line(err)}", file=sys.stderr)
+        return 1
+    except (MemoryError, RuntimeError) as err:
+        if not is_out_of_memory(err):
+            raise
+        size = "the preset's" if args.batch_size is None else args.batch_size
+        line = out_of_memory_line(
+            err, f"lower --batch-size (now {size}); no checkpoint was written"
+        )
+        print(f"error: {line}", file=sys.stderr)
         return 1
 
 

@@ -4,7 +4,7 @@ A run makes images ``0 … n−1`` in one directory::
 
     DIR/run.json               the settings, written before any image
     DIR/sample_00000.png …     one 8-bit PNG per index (see :mod:`diffusion_lib.images`)
-    DIR/manifest.csv           file, index, seed, label: one row per finished image
+    DIR/manifest.csv           file, index, seed, label, sha256: one row per finished image
 
 Modules: :mod:`.config` (settings and their checks), :mod:`.fixed_batch`,
 :mod:`.rundir` (run.json, PNGs, manifest), :mod:`.lock`, :mod:`.workers`
@@ -22,12 +22,16 @@ The rules that make it safe to kill, resume and split:
   the model with exactly ``model_batch`` rows (padding the last chunk), so
   image i is bit-identical whatever ``batch_size`` is, after a resume, or under
   ``torchrun``. ``model_batch`` is a setting recorded in ``run.json``.
-- **A file is done only under its final name**: each PNG is written to
-  ``sample_i.png.<pid>.tmp``, fsynced and ``os.replace``-d (the directory is
-  fsynced after each batch), so a kill (even ``kill -9``) leaves either a whole
-  image or a stale ``.tmp`` that the next run removes. A resume decodes every
-  PNG and makes a 0-byte or cut-short one again. Batches are formed from the
-  *missing* indices only.
+- **A file is done only under its final name**: each PNG is written to a new
+  ``sample_i.png.<pid>-<random>.tmp`` (created exclusively, never through a link),
+  fsynced and ``os.replace``-d (the directory is fsynced after each batch), so a
+  kill (even ``kill -9``) leaves either a whole image or a stale ``.tmp`` that the
+  next run removes before it writes anything. A resume decodes every PNG and makes
+  a 0-byte or cut-short one again, and one whose bytes differ from the SHA-256 the
+  manifest recorded for it (it says how many in its summary line). Only regular
+  files are read (a FIFO or a link under a sample's name is made again; one named
+  ``run.json`` or ``.lock`` is refused). Batches are formed from the *missing*
+  indices only.
 - **The settings are checked before anything is touched**: re-running into a
   directory whose ``run.json`` differs fails with the differences listed.
   One run at a time: rank 0 holds ``DIR/.lock`` (:mod:`.lock`) and checks

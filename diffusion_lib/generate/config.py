@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Sequence
@@ -79,6 +80,14 @@ class GenerateConfig:
                 raise ValueError(
                     f"labels must be a sequence of ints or None, got {self.labels!r}"
                 ) from None
+        # NumPy scalars (np.int64(4), np.float64(0.5), np.str_("ddim")) become the Python
+        # values they stand for, so checks and run.json see ordinary numbers and strings
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.generic):
+                object.__setattr__(self, f.name, _python_scalar(value))
+        if self.labels is not None and any(isinstance(y, np.generic) for y in self.labels):
+            object.__setattr__(self, "labels", tuple(_python_scalar(y) for y in self.labels))
 
     @property
     def spec(self) -> SamplerSpec:
@@ -90,6 +99,14 @@ class GenerateConfig:
     def label_of(self, index: int) -> int | None:
         """The label of image ``index``, or ``None`` when unconditional."""
         return None if self.labels is None else self.labels[index % len(self.labels)]
+
+
+def _python_scalar(value: object) -> object:
+    """A NumPy integer, float or string as its Python value; anything else as it is (an
+    ``np.bool_`` stays, so that the checks refuse it as a number)."""
+    if isinstance(value, (np.integer, np.floating, np.str_)):
+        return value.item()
+    return value
 
 
 def parse_labels(spec: str) -> tuple[int, ...]:

@@ -37,9 +37,10 @@ from .rundir import (
     broken_indices,
     check_out_dir,
     file_name,
-    finished_indices,
+    manifest_hashes,
     remove_stale_tmp,
     run_settings,
+    whole_images,
     write_manifest,
     write_png,
 )
@@ -65,6 +66,10 @@ class GenerateResult:
     n: int
     seconds: float
     world_size: int = 1
+    remade: int = 0
+    """Images that were there but differed from their manifest SHA-256, made again."""
+    remade_names: tuple[str, ...] = ()
+    """The first few of those (this process's)."""
 
     @property
     def images_per_s(self) -> float:
@@ -82,6 +87,11 @@ class GenerateResult:
         )
         if self.world_size > 1:
             line += f" ({self.world_size} processes)"
+        if self.remade:
+            names = ", ".join(self.remade_names) + (" …" if self.remade > len(self.remade_names)
+                                                    else "")
+            line += (f"; {self.remade} image(s) did not match the SHA-256 in manifest.csv "
+                     f"({names}) and were made again")
         if not self.complete:
             line += f"; {self.finished} of {self.n} images done, run the rest to finish"
         return line
@@ -188,6 +198,8 @@ class _RunDir:
             # have made the directory too, and is writing into it)
             self.created_dirs = []
             raise
+        # temp files of a killed run go before anything is written (their names are ours)
+        remove_stale_tmp(self.out, lambda i: False, rank=0)
         # another process may have started a run here since prepare(): check again, locked
         if not check_out_dir(self.out, settings):
             write_atomic(self.out / RUN_FILE, (json.dumps(settings, indent=2) + "\n").encode())
@@ -282,9 +294,17 @@ def run_plan(
         group.sum([0])  # everyone waits until run.json exists
         owned = owned_indices(plan.indices, workers)
         remove_stale_tmp(out, owned.__contains__, workers.rank)
-        whole = finished_indices(out, c.n, plan.sample_shape, decode=True)
+        digests = whole_images(out, c.n, plan.sample_shape, decode=True)
+        recorded = manifest_hashes(out, c.n)
+        # an image that is whole but not the one the manifest certified: make it again
+        remade = sorted(i for i, d in digests.items()
+                        if i in owned and recorded.get(i, d) != d)
+        for i in remade:
+            os.remove(out / file_name(i, c.n))
+            del digests[i]
+        whole = set(digests)
         for i in broken_indices(out, c.n, whole):
-            if i in owned:  # a 0-byte or cut-short PNG under a final name: make it again
+            if i in owned:  # a 0-byte or cut-short PNG (or no file at all) there: make it again
                 os.remove(out / file_name(i, c.n))
         present = sum(1 for i in whole if i in owned)
         missing = (i for i in owned if i not in whole)
@@ -316,7 +336,8 @@ def run_plan(
             bar.update(generated_here - bar.n)  # whole images, no rounding drift
         bar.close()
 
-        generated, already = group.sum([generated_here, present])  # waits for every rank
+        generated, already, remade_count = group.sum(  # waits for every rank
+            [generated_here, present, len(remade)])
         finished = write_manifest(out, c, plan.sample_shape) if workers.rank == 0 else -1
     except BaseException:
         if bar is not None:
@@ -335,6 +356,8 @@ def run_plan(
         n=c.n,
         seconds=time.perf_counter() - start_time,
         world_size=workers.world_size,
+        remade=int(remade_count),
+        remade_names=tuple(file_name(i, c.n) for i in remade[:3]),
     )
 
 

@@ -1,4 +1,13 @@
-"""A run's directory: ``run.json``, the PNG files, the manifest, and how they are written."""
+"""A run's directory: ``run.json``, the PNG files, the manifest, and how they are written.
+
+Every name the run writes is written by :func:`~diffusion_lib.files.write_atomic` (a new,
+exclusive temp file, then a rename: a link planted under any of these names is replaced,
+never followed), and every file the run reads must be a regular file of a bounded size,
+opened without following links: a FIFO, a device or a link named ``run.json`` is refused
+in one line; one named ``sample_*.png`` is not a whole image, so it is made again.
+The manifest records each image's SHA-256, and a resume checks the images it keeps
+against it (:func:`manifest_hashes`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +19,7 @@ import io
 import json
 import os
 import re
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,22 +28,31 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..files import check_writable_dir, write_atomic
-from ..images import is_whole_png, save_png
+from ..files import (
+    check_writable_dir,
+    file_kind,
+    os_error_line,
+    read_json,
+    read_regular,
+    write_atomic,
+)
+from ..images import png_is_whole, png_max_bytes, save_png
 from ..schedule import NoiseSchedule
 from .config import GenerateConfig
-from .lock import RunConflict
+from .lock import LOCK_FILE, RunConflict
 
 RUN_FILE = "run.json"
 MANIFEST_FILE = "manifest.csv"
-MANIFEST_COLUMNS = ("file", "index", "seed", "label")
+MANIFEST_COLUMNS = ("file", "index", "seed", "label", "sha256")
 RUN_FORMAT = "diffusion_lib.generate"
 RUN_FORMAT_VERSION = 1
 _ADDED_SETTINGS = {"precision": "fp32", "sigma_schedule": "karras"}
 """Settings added after format version 1, with the value an older ``run.json`` implies."""
 _SAMPLE_NAME = re.compile(r"^sample_(\d+)\.png$")
-_SAMPLE_TMP = re.compile(r"^sample_(\d+)\.png(?:\.\d+)?\.tmp$")
-_RUN_TMP = re.compile(rf"^(?:{re.escape(RUN_FILE)}|{re.escape(MANIFEST_FILE)})(?:\.\d+)?\.tmp$")
+_TMP_TAG = r"(?:\.[0-9a-f-]+)?\.tmp"  # .tmp, .<pid>.tmp (older runs) or .<pid>-<random>.tmp
+_SAMPLE_TMP = re.compile(rf"^sample_(\d+)\.png{_TMP_TAG}$")
+_RUN_TMP = re.compile(rf"^(?:{re.escape(RUN_FILE)}|{re.escape(MANIFEST_FILE)}){_TMP_TAG}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 # ------------------------------------------------------------- fingerprints
@@ -90,11 +109,13 @@ def run_settings(
 
 # --------------------------------------------------------- output directory
 def _read_run_file(path: Path) -> dict[str, Any]:
+    """``run.json``: a regular file (no link) of at most 1 MiB, or one-line ValueError."""
     try:
-        existing = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        existing = read_json(path, "run file", follow_symlinks=False)
+    except (OSError, ValueError) as err:
+        reason = os_error_line(err) if isinstance(err, OSError) else str(err)
         raise ValueError(
-            f"{path} is not a readable {RUN_FORMAT} run file ({err}); "
+            f"{path} is not a readable {RUN_FORMAT} run file ({reason}); "
             "choose another output directory"
         ) from None
     if not isinstance(existing, dict) or existing.get("format") != RUN_FORMAT:
@@ -111,12 +132,15 @@ def check_out_dir(out_dir: Path, settings: dict[str, Any]) -> bool:
     Raises:
         ValueError: ``out_dir`` is empty, a file, cannot be created or written
             (``/proc/x``, a path under a file, a read-only or full disk), holds
-            another run's ``run.json`` (the differences are listed), or holds
-            ``sample_*.png`` files but no ``run.json``.
+            another run's ``run.json`` (the differences are listed), holds
+            ``sample_*.png`` files but no ``run.json``, or holds something other
+            than a regular file under a name the run reads (``run.json``, ``.lock``)
+            or a directory under a name it writes.
     """
     check_writable_dir(out_dir)
+    _check_names(out_dir)
     run_file = out_dir / RUN_FILE
-    if run_file.exists():
+    if os.path.lexists(run_file):  # a dangling link is refused too, not taken for "new"
         existing = {**_ADDED_SETTINGS, **_read_run_file(run_file)}
         keys = sorted(set(existing) | set(settings))
         diffs = [
@@ -140,25 +164,97 @@ def check_out_dir(out_dir: Path, settings: dict[str, Any]) -> bool:
     return False
 
 
-def finished_indices(
+def _check_names(out_dir: Path) -> None:
+    """Refuse what the run could only fail on later: a ``.lock`` or ``run.json`` that is not a
+    regular file, a directory under a name the run writes (RunConflict naming it)."""
+    if not out_dir.is_dir():
+        return
+    for entry in os.scandir(out_dir):
+        name = entry.name
+        ours = name in (LOCK_FILE, RUN_FILE, MANIFEST_FILE) or _SAMPLE_NAME.match(name)
+        if not ours:
+            continue
+        try:
+            mode = entry.stat(follow_symlinks=False).st_mode
+        except OSError:
+            continue
+        regular_only = name in (LOCK_FILE, RUN_FILE)
+        if stat.S_ISDIR(mode) or (regular_only and not stat.S_ISREG(mode)):
+            raise RunConflict(
+                f"{entry.path} is {file_kind(mode)}, not a file this tool wrote; nothing was "
+                "written: remove it (after checking what it is) or choose another output "
+                "directory"
+            )
+
+
+def _sample_digest(path: str, shape: tuple[int, ...] | None, decode: bool) -> str | None:
+    """SHA-256 of ``path`` if it is a regular file (no link) holding a whole PNG, else None."""
+    limit = None if shape is None else png_max_bytes(shape)
+    try:
+        data = read_regular(path, "image", max_bytes=limit, follow_symlinks=False)
+    except (OSError, ValueError):
+        return None
+    if not png_is_whole(data, shape, decode=decode):
+        return None
+    return hashlib.sha256(data).hexdigest()
+
+
+def whole_images(
     out_dir: Path, n: int, sample_shape: Sequence[int] | None = None, *, decode: bool = False
-) -> set[int]:
-    """Indices i < n whose final file ``sample_i.png`` exists and is a whole PNG.
+) -> dict[int, str]:
+    """{i: SHA-256 of ``sample_i.png``} for i < n whose file is a whole PNG (a regular file).
 
     Args:
         sample_shape: (C, H, W); when given, each PNG must have that size and mode.
         decode: also decode every pixel (slower; a resume does it once per run).
+
+    A link, a FIFO or a directory under a sample's name is never opened in a way
+    that blocks or follows it: it is not a whole image.
     """
     if not out_dir.is_dir():
-        return set()
+        return {}
     shape = None if sample_shape is None else tuple(sample_shape)
-    found = set()
+    found = {}
     for entry in os.scandir(out_dir):
         m = _SAMPLE_NAME.match(entry.name)
         if m and int(m.group(1)) < n and entry.name == file_name(int(m.group(1)), n):
-            if is_whole_png(entry.path, shape, decode=decode):
-                found.add(int(m.group(1)))
+            digest = _sample_digest(entry.path, shape, decode)
+            if digest is not None:
+                found[int(m.group(1))] = digest
     return found
+
+
+def finished_indices(
+    out_dir: Path, n: int, sample_shape: Sequence[int] | None = None, *, decode: bool = False
+) -> set[int]:
+    """Indices i < n whose final file ``sample_i.png`` exists and is a whole PNG
+    (:func:`whole_images`)."""
+    return set(whole_images(out_dir, n, sample_shape, decode=decode))
+
+
+def manifest_hashes(out_dir: Path, n: int) -> dict[int, str]:
+    """{i: SHA-256} recorded in ``manifest.csv`` for i < n; empty when there is none.
+
+    A manifest of an older version (no ``sha256`` column), one that is not a
+    regular file, or rows that do not parse give no hash: those images are
+    checked by decoding only, as before.
+    """
+    try:
+        data = read_regular(out_dir / MANIFEST_FILE, "manifest", max_bytes=256 * (n + 1) + 4096,
+                            follow_symlinks=False)
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
+    except (OSError, ValueError, csv.Error):
+        return {}
+    hashes = {}
+    for row in rows:
+        index, name, digest = row.get("index"), row.get("file"), row.get("sha256")
+        if not (isinstance(index, str) and re.fullmatch(r"[0-9]{1,18}", index)
+                and isinstance(digest, str)):
+            continue
+        i = int(index)
+        if i < n and name == file_name(i, n) and _SHA256.match(digest):
+            hashes[i] = digest
+    return hashes
 
 
 def broken_indices(out_dir: Path, n: int, whole: set[int]) -> list[int]:
@@ -177,23 +273,28 @@ def write_manifest(
 ) -> int:
     """Rebuild ``manifest.csv`` from the whole image files (atomically); return its row count.
 
-    Columns: ``file``, ``index``, ``seed``, ``label`` (empty when unconditional).
+    Columns: ``file``, ``index``, ``seed``, ``label`` (empty when unconditional),
+    ``sha256`` (of the PNG file, which a resume checks the image against).
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(MANIFEST_COLUMNS)
-    done = sorted(finished_indices(out_dir, config.n, sample_shape))
+    digests = whole_images(out_dir, config.n, sample_shape)
+    done = sorted(digests)
     for i in done:
         label = config.label_of(i)
         label_cell = "" if label is None else label
-        writer.writerow([file_name(i, config.n), i, config.seed + i, label_cell])
+        writer.writerow([file_name(i, config.n), i, config.seed + i, label_cell, digests[i]])
     write_atomic(out_dir / MANIFEST_FILE, buffer.getvalue().encode())
     return len(done)
 
 
 def remove_stale_tmp(out_dir: Path, owns: Callable[[int], bool], rank: int) -> None:
     """Remove the temp files a killed run left: PNGs whose index ``owns`` accepts, and on
-    rank 0 ``run.json`` / ``manifest.csv`` temps. Call it under the run's lock."""
+    rank 0 ``run.json`` / ``manifest.csv`` temps. Call it under the run's lock.
+
+    Whatever is under such a name (a file, a link, a FIFO) is removed, never opened: a
+    link is removed, not the file it points to."""
     for entry in os.scandir(out_dir):
         m = _SAMPLE_TMP.match(entry.name)
         stale = (m is not None and owns(int(m.group(1)))) or (

@@ -16,15 +16,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.colors import PowerNorm
 from torch import Tensor
 
+from .._extras import extra
 from ..sampling import sample_progressive
 from ..schedule import NoiseSchedule
 from .widgets import IMAGE_ROWS, Frames, draw_image_frame, draw_points_frame
+
+with extra("lessons"):
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import PowerNorm
 
 __all__ = [
     "contact_sheet",

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 from torch import Tensor
 
+from .._extras import extra
 from ..schedule import NoiseSchedule
+
+with extra("lessons"):
+    import matplotlib.pyplot as plt
 
 SCHEDULE_QUANTITIES = {
     "betas": "β_t",

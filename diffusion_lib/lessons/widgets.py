@@ -22,14 +22,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import ipywidgets as widgets
 import numpy as np
 import torch
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 from torch import Tensor
 
+from .._extras import extra
 from ..sampling import SampleStep
+
+with extra("lessons"):
+    import ipywidgets as widgets
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 FrameKind = Literal["points", "images"]
 

@@ -75,10 +75,11 @@ def train_classifier(
         (classifier in eval mode, checkpoint metadata including
         ``results["heldout_accuracy"]``).
     """
-    from ..train import resolve_device
+    from ..device import usable_device
+    from ..train import check_finite_weights
 
     cfg = cfg if cfg is not None else ClassifierTrainConfig()
-    device = resolve_device(cfg.device)
+    device = usable_device(cfg.device)
     split = load_digits_split()
     torch.manual_seed(cfg.seed)
     model = DigitClassifier(ClassifierConfig()).to(device)
@@ -95,6 +96,7 @@ def train_classifier(
         loss.backward()
         optimizer.step()
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    check_finite_weights(model, f"after {cfg.steps} steps at lr {cfg.lr:g}")
     model.eval()
     heldout_acc = class_accuracy(model, split.heldout_images, split.heldout_labels)
     train_acc = class_accuracy(model, split.train_images, split.train_labels)

@@ -25,9 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data import load_digits_split
+from ..data import NUM_DIGIT_CLASSES, load_digits_split
 from ..models import DigitClassifier
-from ..schedule import NoiseSchedule
 from .classifier import (
     _predict,
     class_accuracy,
@@ -97,6 +96,9 @@ def heldout_halves(splits: int = FD_SPLITS, seed: int = 0) -> list[tuple[Tensor,
 
     Each class's held-out indices are shuffled and cut in two (the smaller
     half goes to A), so |A| = 178 and |B| = 182 for the 360 held-out digits.
+    Only held-out digits are real references: the classifier was fit on the
+    train split, so its features tell train digits from unseen ones and would
+    inflate the floor.
 
     Returns:
         a list of (indices of A, indices of B), each index tensor shuffled.
@@ -116,48 +118,6 @@ def heldout_halves(splits: int = FD_SPLITS, seed: int = 0) -> list[tuple[Tensor,
         b = b[torch.randperm(len(b), generator=g)]
         halves.append((a, b))
     return halves
-
-
-def digits_fd(
-    classifier: DigitClassifier, samples: Tensor, *, splits: int = FD_SPLITS, seed: int = 0
-) -> tuple[float, float]:
-    """FD of generated digits to held-out digits, and the real-vs-real floor.
-
-    Both numbers compare the same number of digits against the same
-    reference, so they carry the same small-sample bias: for each random
-    stratified half split (A, B) of the held-out digits (:func:`heldout_halves`),
-
-    - FD: m = min(|A|, N) random generated digits against B;
-    - floor: m digits of A against B (two real halves);
-
-    each averaged over ``splits`` splits. The floor's subset of A has a random
-    class mix when m < |A|, so it is not matched to balanced samples (see
-    :func:`digits_matched` for a floor with the samples' class counts, and
-    intervals). Only held-out digits are real
-    references: the classifier was fit on the train split, so its features
-    tell train digits from unseen ones (train vs held-out scores far above
-    two held-out halves) and would inflate the floor.
-
-    Args:
-        samples: (N, 1, 8, 8) generated digits in [−1, 1], N ≥ 2.
-
-    Returns:
-        (FD, floor).
-    """
-    if classifier not in _HELDOUT_FEATURES:
-        heldout_images = load_digits_split().heldout_images
-        _HELDOUT_FEATURES[classifier] = classifier_features(classifier, heldout_images)
-    real = _HELDOUT_FEATURES[classifier]  # (360, F)
-    generated = classifier_features(classifier, samples)  # (N, F)
-    n = generated.shape[0]
-    g = torch.Generator().manual_seed(seed + 1)
-    fds, floors = [], []
-    for a, b in heldout_halves(splits, seed):
-        m = min(len(a), n)
-        pick = torch.randperm(n, generator=g)[:m]
-        fds.append(frechet_distance_from_features(generated[pick], real[b]))
-        floors.append(frechet_distance_from_features(real[a[:m]], real[b]))
-    return float(np.mean(fds)), float(np.mean(floors))
 
 
 def digits_quality(
@@ -187,7 +147,7 @@ def digits_quality(
     n = samples.shape[0]
     # the floor: real digits at the same n with the class counts the samples should have:
     # the requested ones, or the data's (balanced) for unconditional samples
-    wanted = labels.cpu().long() if labels is not None else torch.arange(n) % 10
+    wanted = labels.cpu().long() if labels is not None else torch.arange(n) % NUM_DIGIT_CLASSES
     matched = digits_matched(classifier, samples, wanted, metric="fd")
     fd, floor = matched.value.value, matched.floor.value
     predicted = _predict(classifier, samples)  # (N,)
@@ -201,45 +161,10 @@ def digits_quality(
         accuracy=accuracy,
         diversity=diversity(samples, groups),
         diversity_real=diversity(split.heldout_images, split.heldout_labels),
-        class_histogram=torch.bincount(predicted, minlength=10).tolist(),
+        class_histogram=torch.bincount(predicted, minlength=NUM_DIGIT_CLASSES).tolist(),
         fd_sd=matched.value.se,
         fd_floor_sd=matched.floor.se,
     )
-
-
-def evaluate_digits(
-    model: nn.Module,
-    schedule: NoiseSchedule,
-    *,
-    n: int = 1000,
-    conditional: bool = True,
-    guidance_scale: float | None = 3.0,
-    steps: int | None = None,
-    sampler: str = "ddpm",
-    seed: int = 0,
-    classifier: DigitClassifier | None = None,
-    progress: bool = True,
-) -> DigitsQuality:
-    """Sample ``n`` digits and measure them with :func:`digits_quality`.
-
-    Conditional runs request the classes 0, 1, …, 9, 0, 1, … (``n`` / 10 of
-    each). DDPM with σ² = β̃ and x̂0 clipping, as in the quality bars.
-    """
-    from ..sampling import sample
-
-    labels = torch.arange(n) % 10 if conditional else None
-    samples = sample(
-        model,
-        schedule,
-        (n, 1, 8, 8),
-        sampler=sampler,  # type: ignore[arg-type]
-        steps=steps,
-        labels=labels,
-        guidance_scale=guidance_scale if conditional else None,
-        seed=seed,
-        progress=progress,
-    )
-    return digits_quality(samples, labels, classifier)
 
 
 # -------------------------------------------------- floors with matched classes
@@ -308,7 +233,8 @@ def matched_real_indices(
     g = torch.Generator().manual_seed(seed + 2)
     out = []
     for a, b in heldout_halves(splits, seed):
-        counts = fit_class_counts(class_counts, torch.bincount(labels[a], minlength=10))
+        counts = fit_class_counts(class_counts,
+                                  torch.bincount(labels[a], minlength=NUM_DIGIT_CLASSES))
         pick = stratified_indices(labels[a], counts, g)
         out.append((a[pick], b, counts))
     return out
@@ -373,7 +299,7 @@ def digits_matched(
     real = _held_out_features(classifier)
     generated = classifier_features(classifier, samples.detach().float().cpu())  # (N, F)
     groups = _predict(classifier, samples) if labels is None else labels.cpu().long()
-    counts_wanted = torch.bincount(groups, minlength=10)
+    counts_wanted = torch.bincount(groups, minlength=NUM_DIGIT_CLASSES)
     g = torch.Generator().manual_seed(seed + 1)
     values, floors = [], []
     n_used = 0

@@ -30,6 +30,7 @@ class Estimate:
 
     def interval(self, z: float = 2.0) -> tuple[float, float]:
         """(value − z·se, value + z·se)."""
+        z = check_z(z)
         return self.value - z * self.se, self.value + z * self.se
 
     def __str__(self) -> str:
@@ -37,6 +38,25 @@ class Estimate:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def check_z(z: object) -> float:
+    """``z`` (how many standard errors wide an interval is) as a finite float > 0."""
+    if isinstance(z, bool) or not isinstance(z, (int, float, np.integer, np.floating)):
+        raise TypeError(f"z must be a number > 0 (e.g. 2: about 95 %), got {type(z).__name__}")
+    if not (math.isfinite(float(z)) and float(z) > 0):
+        raise ValueError(
+            f"z must be a finite number > 0 (the interval's half-width in standard errors, "
+            f"e.g. 2: about 95 %), got {z!r}"
+        )
+    return float(z)
+
+
+def check_count(name: str, value: object) -> int:
+    """A count (``successes``, ``n``) as an int; a float count is a ``TypeError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int (a count), got {type(value).__name__} {value!r}")
+    return int(value)
 
 
 def over_seeds(values: Any) -> Estimate:
@@ -88,6 +108,8 @@ def wilson_interval(successes: int, n: int, z: float = 2.0) -> tuple[float, floa
         >>> [round(v, 3) for v in wilson_interval(300, 300)]
         [0.987, 1.0]
     """
+    successes, n = check_count("successes", successes), check_count("n", n)
+    z = check_z(z)
     if n < 1 or not 0 <= successes <= n:
         raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes} of {n}")
     p = successes / n
@@ -104,4 +126,4 @@ def differs(a: Estimate, b: Estimate, z: float = 2.0) -> bool:
     that share samples or seeds are positively correlated, so this is then
     conservative (it says "differs" less often than it could).
     """
-    return abs(a.value - b.value) > z * math.hypot(a.se, b.se)
+    return abs(a.value - b.value) > check_z(z) * math.hypot(a.se, b.se)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from .estimates import Estimate
+from .frechet import check_features
 
 
 def polynomial_kernel(x: Tensor, y: Tensor) -> Tensor:
@@ -45,6 +46,8 @@ def kid(features_x: Tensor, features_y: Tensor) -> Estimate:
     Returns:
         Estimate(MMD²_u, jackknife SE, min(m, n)).
     """
+    check_features(features_x, "features_x")
+    check_features(features_y, "features_y")
     if features_x.ndim != 2 or features_y.ndim != 2 or features_x.shape[1] != features_y.shape[1]:
         raise ValueError(
             f"features must be (m, d) and (n, d) with the same d, got "

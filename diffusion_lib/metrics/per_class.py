@@ -25,7 +25,7 @@ from torch import Tensor
 from ..models import DigitClassifier
 from .classifier import class_accuracy
 from .digits import diversity
-from .estimates import Estimate, bootstrap
+from .estimates import Estimate, bootstrap, check_count
 
 __all__ = ["binomial_estimate", "mean_estimate", "per_class_accuracy", "per_class_diversity"]
 
@@ -42,6 +42,7 @@ def binomial_estimate(successes: int, n: int) -> Estimate:
         successes: k, 0 ≤ k ≤ n.
         n: trials, ≥ 1.
     """
+    successes, n = check_count("successes", successes), check_count("n", n)
     if n < 1 or not 0 <= successes <= n:
         raise ValueError(f"need n >= 1 and 0 <= successes <= n, got {successes}/{n}")
     p_tilde = (successes + 2) / (n + 4)

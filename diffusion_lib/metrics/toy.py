@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from ..data import sample_toy
 from ..schedule import NoiseSchedule
 from .estimates import Estimate, over_seeds
+from .frechet import check_features
 
 
 def _directions(dim: int, num_projections: int, seed: int) -> Tensor:
@@ -44,6 +45,8 @@ def sliced_wasserstein(
         x: (N, D) points.
         y: (M, D) points.
     """
+    check_features(x, "x")
+    check_features(y, "y")
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
         raise ValueError(
             f"x and y must be (N, D) and (M, D) with the same D, got {tuple(x.shape)} and "
@@ -87,6 +90,7 @@ def toy_floor(dataset: str, n: int, *, repeats: int = 5, seed: int = 10_000) -> 
 
 def toy_quality(samples: Tensor, dataset: str, *, seed: int = 20_000) -> ToyQuality:
     """SW₂ between ``samples`` (N, 2) and N fresh true points, with the floor."""
+    check_features(samples, "samples")
     if samples.ndim != 2 or samples.shape[1] != 2:
         raise ValueError(f"samples must have shape (N, 2), got {tuple(samples.shape)}")
     n = samples.shape[0]
@@ -154,6 +158,7 @@ def oracle_distance(
     Returns:
         (SW₂ of the samples, SW₂ floor), each an Estimate over the ``chunks`` chunks.
     """
+    check_features(samples, "samples")
     if samples.ndim != 2 or chunks < 2 or samples.shape[0] < 2 * chunks:
         raise ValueError(f"samples must be (N, D) with N >= 2·chunks (chunks >= 2), got "
                          f"{tuple(samples.shape)} and chunks={chunks}")

@@ -60,9 +60,11 @@ def as_labels(
     if labels is None:
         return None
     null_label = null_label_of(model)
-    if null_label is None:
+    num_classes = int(getattr(model, "num_classes", 0) or 0)
+    if null_label is None and num_classes < 1:
         raise ValueError(
-            "labels were given but the model is unconditional (it has no `null_label`)"
+            "labels were given but the model is unconditional (it has no `null_label` and "
+            "no `num_classes`)"
         )
     if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
         y = torch.full((batch,), int(labels), dtype=torch.long)
@@ -86,7 +88,13 @@ def as_labels(
             f"got {y.shape[0]} labels for a batch of {batch}; pass one label per sample"
         )
     lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi > null_label:
+    if null_label is None:  # conditional without a null label (e.g. a diffusers UNet)
+        if lo < 0 or hi > num_classes - 1:
+            raise ValueError(
+                f"labels must lie in [0, {num_classes - 1}] (the model's {num_classes} "
+                f"classes; it has no null label); got min {lo}, max {hi}"
+            )
+    elif lo < 0 or hi > null_label:
         raise ValueError(
             f"labels must lie in [0, {null_label}] (0..{null_label - 1} are classes, "
             f"{null_label} is the null label); got min {lo}, max {hi}"
@@ -98,6 +106,12 @@ def check_device(model: object, device: torch.device | str | None) -> torch.devi
     """The device to sample on: the model's, or ``device`` when it agrees with the model's."""
     on = model_device(model)
     if device is None:
+        if on.type == "meta":
+            raise ValueError(
+                "the model's weights are on the meta device: they hold no data (a model built "
+                "under torch.device('meta') or not loaded yet); load its weights "
+                "(model.to_empty(device='cpu') and load_state_dict) before sampling"
+            )
         return on
     dev = resolve_device(device)
     if dev.type != "meta":  # meta (no data) is kept for tests that trace the loop
@@ -133,15 +147,29 @@ class FiniteWatch:
             "precision: try fp32) and its inputs"
         )
 
-    def update(self, eps: Tensor, t: Tensor) -> None:
-        """``eps`` (B, ...) of the step at original timestep ``t`` (a (B,) tensor)."""
-        finite = torch.isfinite(eps).all()
+    def update(self, eps: Tensor, t: Tensor, parts: tuple[Tensor | None, ...] = ()) -> None:
+        """``eps`` (B, ...) of the step at original timestep ``t`` (a (B,) tensor).
+
+        ``parts``: the model's own outputs under guidance (ε(c), ε(∅)); when they are
+        finite but the guided ``eps`` is not, the guidance scale is named (on a CPU).
+        """
+        # ε̂·0 is ±0 where ε̂ is finite and NaN where it is not, so its sum is NaN exactly when
+        # some value is NaN/inf: two passes over ε̂ (torch.isfinite(eps).all() takes five)
+        probe = (eps * 0).sum()
         if self.eager:
-            if not bool(finite):
-                self._fail(int(t[0]))
+            if float(probe) != 0.0:
+                t0 = int(t[0])
+                given = [p for p in parts if p is not None]
+                if given and all(bool(torch.isfinite(p).all()) for p in given):
+                    raise FloatingPointError(
+                        f"the guided ε̃ = ε(∅) + w·(ε(c) − ε(∅)) overflowed to NaN/inf at step "
+                        f"{self.order.get(t0, '?')} of {self.total} (t = {t0}) although the "
+                        "model's outputs are finite: guidance_scale (w) is too large"
+                    )
+                self._fail(t0)
             return
         assert self.bad is not None
-        first = (self.bad < 0) & ~finite
+        first = (self.bad < 0) & probe.isnan()
         self.bad.copy_(torch.where(first, t[0], self.bad))
 
     def check(self) -> None:
@@ -172,6 +200,18 @@ def noise_source(
         if not isinstance(z, Tensor) or tuple(z.shape) != batch_shape:
             got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
             raise ValueError(f"step_noise gave {got} at step {index}, expected {batch_shape}")
+        if not z.dtype.is_floating_point:
+            raise TypeError(
+                f"step_noise gave a tensor of dtype {z.dtype} at step {index}; the noise z must "
+                "be floating-point (standard normal draws)"
+            )
+        if z.device.type == "meta" and device.type != "meta":
+            raise ValueError(f"step_noise gave a meta-device tensor (no data) at step {index}")
+        if z.device.type != "meta" and not bool(torch.isfinite(z).all()):
+            raise ValueError(
+                f"step_noise gave {int((~torch.isfinite(z)).sum())} NaN/inf value(s) at step "
+                f"{index}; the noise z must be finite"
+            )
         return z.to(device=device, dtype=torch.float32)
 
     return next_z

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..model_api import EpsModel, null_label_of
+from ..model_api import EpsModel, check_eps, null_label_of
 
 CfgMode = Literal["batched", "two_pass"]
 CFG_MODES: tuple[str, ...] = get_args(CfgMode)
@@ -54,43 +54,33 @@ class EpsParts(NamedTuple):
 EpsPartsFn = Callable[[Tensor, Tensor], EpsParts]
 
 
+def _plain_parts(model: EpsModel, x_t: Tensor, t: Tensor, labels: Tensor | None) -> EpsParts:
+    eps = model(x_t, t, labels)
+    if isinstance(eps, Tensor):  # the shape is checked by the loop, which names the step
+        check_eps(eps, None)
+    return EpsParts(eps, None, None)
+
+
 def _two_pass_parts(
     model: EpsModel, x_t: Tensor, t: Tensor, labels: Tensor, scale: float
 ) -> EpsParts:
-    eps_cond = model(x_t, t, labels)
-    eps_uncond = model(x_t, t, None)
+    shape = tuple(x_t.shape)
+    eps_cond = check_eps(model(x_t, t, labels), shape, "the model (the conditional call)")
+    eps_uncond = check_eps(model(x_t, t, None), shape,
+                           "the model (the unconditional call, labels=None)")
     return EpsParts(combine(eps_uncond, eps_cond, scale), eps_cond, eps_uncond)
 
 
 def _batched_parts(
-    model: EpsModel, x_t: Tensor, t: Tensor, labels: Tensor, scale: float, null_label: int
+    model: EpsModel, x_t: Tensor, t: Tensor, y_in: Tensor, scale: float
 ) -> EpsParts:
+    # y_in = cat([labels, null]), (2B,): the same at every step, made once (_make_plain_parts_fn)
     x_in = torch.cat([x_t, x_t])  # (2B, ...)
     t_in = torch.cat([t, t])  # (2B,)
-    y_in = torch.cat([labels, torch.full_like(labels, null_label)])  # (2B,)
-    out = model(x_in, t_in, y_in)
-    if not isinstance(out, Tensor) or out.shape != x_in.shape:
-        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise ValueError(
-            f"the model must return ε̂ with the shape of its input {tuple(x_in.shape)} "
-            f"(the batched guidance call), got {got}"
-        )
+    out = check_eps(model(x_in, t_in, y_in), tuple(x_in.shape),
+                    "the model (the batched guidance call)", "its input cat([x_t, x_t])")
     eps_cond, eps_uncond = out.chunk(2)
     return EpsParts(combine(eps_uncond, eps_cond, scale), eps_cond, eps_uncond)
-
-
-def guided_eps_two_pass(
-    model: EpsModel, x_t: Tensor, t: Tensor, labels: Tensor, scale: float
-) -> Tensor:
-    """Guided ε̃ from two model calls of batch B. Shapes: x_t (B, ...), t and labels (B,)."""
-    return _two_pass_parts(model, x_t, t, labels, scale).eps
-
-
-def guided_eps_batched(
-    model: EpsModel, x_t: Tensor, t: Tensor, labels: Tensor, scale: float, null_label: int
-) -> Tensor:
-    """Guided ε̃ from one model call of batch 2B (conditional half first)."""
-    return _batched_parts(model, x_t, t, labels, scale, null_label).eps
 
 
 def check_guidance_scale(guidance_scale: object) -> float | None:
@@ -132,9 +122,10 @@ def rescale_guided(eps: Tensor, eps_cond: Tensor, phi: float) -> Tensor:
 
 
 def check_guidance_options(
-    rescale: object, interval: object
+    rescale: object, interval: object, num_timesteps: int | None = None
 ) -> tuple[float, tuple[int, int] | None]:
-    """φ in [0, 1] and an interval (lo, hi) of original timesteps with lo <= hi, or errors."""
+    """φ in [0, 1] and an interval (lo, hi) of original timesteps with lo <= hi (both in
+    [0, T − 1] when ``num_timesteps`` T is given), or errors naming the argument."""
     if isinstance(rescale, bool) or not isinstance(rescale, (int, float, np.integer, np.floating)):
         raise TypeError(f"guidance_rescale must be a number in [0, 1], got {rescale!r}")
     if not 0.0 <= float(rescale) <= 1.0:
@@ -148,7 +139,14 @@ def check_guidance_options(
             f"guidance_interval must be (lo, hi), two original timesteps with lo <= hi, "
             f"e.g. (100, 700); got {interval!r}"
         )
-    return float(rescale), (int(interval[0]), int(interval[1]))  # type: ignore[index]
+    lo, hi = int(interval[0]), int(interval[1])  # type: ignore[index]
+    if num_timesteps is not None and not 0 <= lo <= hi <= num_timesteps - 1:
+        raise ValueError(
+            f"guidance_interval must lie within the model's timesteps [0, {num_timesteps - 1}] "
+            f"(T = {num_timesteps}); got ({lo}, {hi}), which would leave guidance off at "
+            "every step outside it"
+        )
+    return float(rescale), (lo, hi)
 
 
 def make_eps_parts_fn(
@@ -158,23 +156,30 @@ def make_eps_parts_fn(
     cfg_mode: CfgMode = "batched",
     guidance_rescale: float = 0.0,
     guidance_interval: tuple[int, int] | None = None,
+    num_timesteps: int | None = None,
 ) -> EpsPartsFn:
     """Like :func:`make_eps_fn`, but also returns ε(c) and ε(∅) under guidance.
+
+    Every model output is checked to be a floating-point tensor of x_t's shape (each
+    call of two-pass guidance on its own: a (1, ...) unconditional ε̂ would otherwise
+    broadcast); only metadata is read.
 
     Args:
         guidance_rescale: φ of :func:`rescale_guided`; 0 (default) is plain guidance.
         guidance_interval: (lo, hi): guide only at original timesteps lo ≤ t ≤ hi and use
             the conditional ε(c) elsewhere (Kynkäänniemi et al. 2024); ``None`` guides at
             every step. Chosen per sample on the device (no host read).
+        num_timesteps: the model's T; when given, ``guidance_interval`` must lie in
+            [0, T − 1].
     """
     if cfg_mode not in CFG_MODES:
         raise ValueError(f"unknown cfg_mode {cfg_mode!r}; valid modes are {', '.join(CFG_MODES)}")
     scale = check_guidance_scale(guidance_scale)
-    phi, interval = check_guidance_options(guidance_rescale, guidance_interval)
+    phi, interval = check_guidance_options(guidance_rescale, guidance_interval, num_timesteps)
     if scale is None:
         if phi or interval is not None:
             raise ValueError("guidance_rescale and guidance_interval need a guidance_scale")
-        return lambda x_t, t: EpsParts(model(x_t, t, labels), None, None)
+        return lambda x_t, t: _plain_parts(model, x_t, t, labels)
     plain = _make_plain_parts_fn(model, labels, scale, cfg_mode)
     if not phi and interval is None:
         return plain
@@ -196,6 +201,14 @@ def _make_plain_parts_fn(
     model: EpsModel, labels: Tensor | None, scale: float, cfg_mode: CfgMode
 ) -> EpsPartsFn:
     null_label = null_label_of(model)
+    classes = int(getattr(model, "num_classes", 0) or 0)
+    if null_label is None and classes > 0:
+        raise ValueError(
+            f"guidance_scale needs the model's null label (the label meaning 'no class'); this "
+            f"model has {classes} classes but no `null_label` (for a diffusers UNet whose last "
+            "class means 'no class': from_diffusers(..., null_label=K)); use "
+            "guidance_scale=None"
+        )
     if null_label is None:
         raise ValueError(
             "guidance_scale was given but the model is unconditional (it has no `null_label`); "
@@ -205,7 +218,8 @@ def _make_plain_parts_fn(
         raise ValueError("classifier-free guidance needs `labels` (the class c to guide towards)")
     if cfg_mode == "two_pass":
         return lambda x_t, t: _two_pass_parts(model, x_t, t, labels, scale)
-    return lambda x_t, t: _batched_parts(model, x_t, t, labels, scale, null_label)
+    y_in = torch.cat([labels, torch.full_like(labels, null_label)])  # (2B,), once per run
+    return lambda x_t, t: _batched_parts(model, x_t, t, y_in, scale)
 
 
 def make_eps_fn(

@@ -31,7 +31,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..model_api import EpsModel, check_model_output
+from ..model_api import (
+    EpsModel,
+    ModelOutputError,
+    ModelOutputTypeError,
+    check_model_output,
+)
 from ..schedule import FinalAlpha, NoiseSchedule
 from .checks import (
     FiniteWatch,
@@ -163,12 +168,14 @@ def sample_progressive(
         guidance_rescale: φ in [0, 1], rescale the guided ε̃ towards ε(c)'s scale
             (Lin et al. 2024); 0 = off.
         guidance_interval: (lo, hi): guide only at original timesteps in [lo, hi]
-            (Kynkäänniemi et al. 2024); elsewhere the conditional ε(c) is used.
+            (Kynkäänniemi et al. 2024); elsewhere the conditional ε(c) is used. Both
+            ends must lie in [0, T − 1], and the interval must hold a visited timestep.
         seed, seeds: per-sample integer seeds (:func:`~.noise.resolve_seeds`):
             sample i gets the same x_T and z whatever the batch.
         x_T: start from this x_T (B, ...) instead of drawing it; it is converted
-            to float32 on the sampling device (a half x_T is upcast, the caller's
-            tensor is not changed). Must be finite.
+            to float32 on the sampling device (a half or float64 x_T is converted, the
+            caller's tensor is not changed). Must be finite and floating-point (an
+            integer, bool or complex x_T is a ``TypeError``).
         step_noise: take the per-step noise from outside instead of the seeds:
             one z (B, ...) per step that adds noise, in order, as a tensor
             (S_noisy, B, ...), a sequence, or a callable ``index -> z``. DDPM and
@@ -192,7 +199,9 @@ def sample_progressive(
         :class:`SampleStep` for every step, noisiest first.
 
     Raises:
-        ValueError / TypeError: for any bad argument, naming it and what is valid.
+        ValueError / TypeError: for any bad argument, naming it and what is valid; a model
+            output of the wrong shape or dtype, or a model that writes into its input
+            x_t (checked at the first call).
         FloatingPointError: the model returned NaN/inf; names the first such step and t.
     """
     spec = SamplerSpec.from_kwargs(
@@ -221,17 +230,14 @@ def sample_progressive(
     dev = check_device(model, device)
     y = as_labels(labels, batch, model, dev)
     eps_fn = make_eps_parts_fn(model, y, guidance_scale, cfg_mode, guidance_rescale,
-                               guidance_interval)
+                               guidance_interval, schedule.num_train_timesteps)
     if x_T is not None:
-        if not isinstance(x_T, Tensor):
-            raise TypeError(f"x_T must be a tensor of shape {shape}, got {type(x_T).__name__}")
-        if tuple(x_T.shape) != shape:
-            raise ValueError(f"x_T has shape {tuple(x_T.shape)}, expected {shape}")
-        if x_T.device.type != "meta" and not bool(torch.isfinite(x_T).all()):
-            raise ValueError(f"x_T holds {int((~torch.isfinite(x_T)).sum())} NaN/inf value(s)")
+        _check_x_T(x_T, shape, dev)
 
     plan = kind.plan(schedule, spec)
     plan = Plan(plan.schedule.to(dev), plan.visit)
+    if guidance_interval is not None:
+        _check_interval_visited(guidance_interval, plan)
     noisy = kind.noisy(plan.visit, spec)
     noise = SampleNoise(
         resolve_seeds(batch, seed, seeds), shape[1:], dev,
@@ -259,6 +265,43 @@ def sample_progressive(
     finally:
         noise.close()  # stops its worker threads, if any
     watch.check()
+
+
+def _check_x_T(x_T: object, shape: tuple[int, ...], dev: torch.device) -> None:
+    """x_T: a finite floating-point tensor of ``shape`` with data; else an error naming it."""
+    if not isinstance(x_T, Tensor):
+        raise TypeError(f"x_T must be a tensor of shape {shape}, got {type(x_T).__name__}")
+    if not x_T.dtype.is_floating_point:
+        raise TypeError(
+            f"x_T must be a floating-point tensor (float32; float16, bfloat16 and float64 are "
+            f"converted to float32), got dtype {x_T.dtype}: x_T is Gaussian noise, not "
+            "integers, booleans or complex numbers"
+        )
+    if tuple(x_T.shape) != shape:
+        raise ValueError(f"x_T has shape {tuple(x_T.shape)}, expected {shape}")
+    if x_T.device.type == "meta":
+        if dev.type != "meta":
+            raise ValueError(
+                f"x_T is on the meta device: it holds no data; pass a tensor on {dev} (or the "
+                "CPU), e.g. torch.randn(shape)"
+            )
+        return
+    if not bool(torch.isfinite(x_T).all()):
+        raise ValueError(f"x_T holds {int((~torch.isfinite(x_T)).sum())} NaN/inf value(s)")
+
+
+def _check_interval_visited(interval: tuple[int, int], plan: Plan) -> None:
+    """A ``guidance_interval`` that holds none of the visited timesteps would guide nowhere."""
+    visited = plan.schedule.timesteps_numpy[plan.visit]
+    lo, hi = int(interval[0]), int(interval[1])
+    if not ((visited >= lo) & (visited <= hi)).any():
+        shown = sorted(int(t) for t in visited)
+        listed = shown if len(shown) <= 8 else [*shown[:4], "…", *shown[-3:]]
+        raise ValueError(
+            f"guidance_interval ({lo}, {hi}) holds none of the {len(shown)} timesteps this run "
+            f"visits ({', '.join(map(str, listed))}), so guidance would never apply; widen it, "
+            "or leave it out (guidance_interval=None) to guide at every step"
+        )
 
 
 def _sample_step(
@@ -293,7 +336,7 @@ def _eager_walk(
         t_model = t_batches[i]
         parts = _checked_call(eps_fn, x, t_model, index == 0,
                               f"step {index} (t = {sched.timesteps_numpy[i]})")
-        watch.update(parts.eps, t_model)
+        watch.update(parts.eps, t_model, (parts.eps_cond, parts.eps_uncond))
         z = next_z(index) if noisy[index] else None
         out = kind.step(sched, x, i, parts.eps.float(), z, spec)
         yield _sample_step(plan, index, i, x, out, parts, z)
@@ -353,7 +396,10 @@ def _checked_call(
     one checked to keep x_t's shape (``where`` names the step in the error)."""
     if first:
         return check_model_output(lambda: eps_fn(x, t_model), x)
-    parts = eps_fn(x, t_model)
+    try:
+        parts = eps_fn(x, t_model)
+    except (ModelOutputError, ModelOutputTypeError) as err:  # the output checks: name the step
+        raise type(err)(f"{err} (at {where})") from None
     if not isinstance(parts.eps, Tensor) or parts.eps.shape != x.shape:
         got = tuple(parts.eps.shape) if isinstance(parts.eps, Tensor) else parts.eps
         raise ValueError(
@@ -386,7 +432,7 @@ def _ode_walk(
         t_model = torch.full((batch,), t, dtype=torch.long, device=x_T.device)
         parts = _checked_call(eps_fn, x_t, t_model, calls == 0, f"t = {t}")
         calls += 1
-        watch.update(parts.eps, t_model)
+        watch.update(parts.eps, t_model, (parts.eps_cond, parts.eps_uncond))
         raw = parts.eps.float()
         x0 = process_x0(x_tilde - s * raw, spec.x0_mode)
         eps = (x_tilde - x0) / s if (spec.x0_mode != "none" and spec.rederive_eps) else raw

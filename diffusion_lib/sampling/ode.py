@@ -79,6 +79,8 @@ def ode_timesteps(
     n = T if steps is None else check_steps(steps, T)
     if sigma_schedule == "uniform":
         return timestep_spacing(T, n, spacing)[::-1].copy()
+    if T == 1:  # one σ: the search below needs two timesteps to choose between
+        return np.zeros(1, dtype=np.int64)
     sig = sigmas_of(schedule)
     wanted = karras_sigmas(float(sig[0]), float(sig[-1]), n)
     log_sig = np.log(sig)  # increasing in t

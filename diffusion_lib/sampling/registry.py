@@ -45,6 +45,7 @@ from .steps import (
     ddim_step,
     ddpm_step,
     naive_strided_step,
+    step_table,
 )
 
 Sampler = Literal["ddpm", "ddim", "naive_strided", "euler", "heun", "dpmpp_2m"]
@@ -99,7 +100,8 @@ class SamplerKind:
     label: Callable[[SamplerSpec], str] | None = None
     """A short label for tables (default: the name)."""
     prepare: Callable[[NoiseSchedule, SamplerSpec], object] | None = None
-    """Work to do once per run before the first step (outside any CUDA-graph capture)."""
+    """Work to do once per run before the first step (outside any CUDA-graph capture), e.g.
+    the step's coefficient table (:func:`~.steps.step_table`)."""
 
     def __post_init__(self) -> None:
         if (self.step is None) == (self.walk is None):
@@ -327,8 +329,12 @@ def _naive(sched: NoiseSchedule, x: Tensor, i: int | Tensor, eps: Tensor, z: Ten
     return naive_strided_step(sched, x, i, max(0, i - stride), eps, z)
 
 
+def _ddpm_table(sched: NoiseSchedule, spec: SamplerSpec) -> object:
+    return step_table(sched, ("ddpm", spec.variance))  # cached per schedule
+
+
 def _ddim_coefficients(sched: NoiseSchedule, spec: SamplerSpec) -> object:
-    return sched.ddim_coefficients(spec.eta, spec.final_alpha)  # cached on the schedule
+    return step_table(sched, ("ddim", spec.eta, spec.final_alpha))  # ddim_coefficients, cached
 
 
 def _ddpm_label(spec: SamplerSpec) -> str:
@@ -340,7 +346,7 @@ _ODE_OPTIONS = frozenset({"spacing", "x0_mode", "rederive_eps", "sigma_schedule"
 register(SamplerKind(
     "ddpm", "ancestral DDPM (Ho et al. 2020), σ² = β or β̃", respaced_plan,
     frozenset({"spacing", "variance", "x0_mode"}), step=_ddpm, noisy=_all_but_last,
-    graphable=True, label=_ddpm_label))
+    graphable=True, label=_ddpm_label, prepare=_ddpm_table))
 register(SamplerKind(
     "ddim", "DDIM (Song et al. 2021), η = 0 deterministic … 1", respaced_plan,
     frozenset({"spacing", "eta", "x0_mode", "rederive_eps", "final_alpha"}), step=_ddim,

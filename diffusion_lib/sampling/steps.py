@@ -19,7 +19,8 @@ is always called with the *original* timestep ``schedule.timesteps[t]``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
+from weakref import WeakKeyDictionary
 
 import torch
 from torch import Tensor
@@ -90,13 +91,6 @@ def q_posterior_mean(schedule: NoiseSchedule, x0: Tensor, x_t: Tensor, t: Tensor
     )
 
 
-def _nonzero_mask(t: Tensor | int, x_t: Tensor) -> Tensor | float:
-    """1 where t > 0 and 0 at t = 0 (no noise is added by the last step)."""
-    if isinstance(t, int):
-        return 1.0 if t > 0 else 0.0
-    return (t > 0).to(x_t.dtype).reshape((-1,) + (1,) * (x_t.ndim - 1))
-
-
 @dataclass
 class StepOutput:
     """What one reverse step produced. Tensors are (B, ...) unless said otherwise."""
@@ -114,22 +108,88 @@ class StepOutput:
     """σ of the noise term, broadcastable to x_t ((B, 1, …) or (1, …)); 0 at the last step."""
 
 
+# ------------------------------------------------------------------ per-step coefficients
+class StepCoefficients(NamedTuple):
+    """The five numbers one DDPM or DDIM step reads, each broadcastable to x_t:
+    (1, 1, …) for an int step index, (B, 1, …) for a (B,) tensor of them."""
+
+    sqrt_one_minus_alpha_bar: Tensor
+    """√(1 − ᾱ_t): x̂0 from ε̂ and back."""
+    sqrt_alpha_bar: Tensor
+    """√ᾱ_t."""
+    c_x0: Tensor
+    """The mean's weight of x̂0: DDPM's posterior_mean_coef1, DDIM's √ᾱ_prev."""
+    c_rest: Tensor
+    """The mean's other weight: of x_t in DDPM (posterior_mean_coef2), of ε̂ in DDIM (c_eps)."""
+    sigma: Tensor
+    """σ_t of the noise term; 0 at step index 0 for DDPM (no noise at the last step)."""
+
+
+_TABLES: WeakKeyDictionary[NoiseSchedule, dict[tuple[object, ...], Tensor]] = WeakKeyDictionary()
+"""Per schedule: the step tables of :func:`step_table`, by step kind (and by ndim, shaped)."""
+
+
+def step_table(schedule: NoiseSchedule, key: tuple[object, ...]) -> Tensor:
+    """The :class:`StepCoefficients` of every step index of ``schedule``, stacked (T, 5);
+    built once per schedule and kind, then cached.
+
+    ``key``: ``("ddpm", variance)`` or ``("ddim", eta, final_alpha)``. The columns are the
+    schedule's own float32 values (σ = √var taken in float32, as the step did, and 0 at
+    index 0 for DDPM), so a step that reads them computes bit for bit what it computed with
+    :func:`~diffusion_lib.schedule.extract`; it reads all five with one select (int index)
+    or one gather ((B,) index) instead of one per coefficient. The sampler builds the table
+    before a CUDA graph is captured (the sampler table's ``prepare``).
+    """
+    tables = _TABLES.setdefault(schedule, {})
+    if key not in tables:
+        if key[0] == "ddpm":
+            var = schedule.betas if key[1] == "beta" else schedule.posterior_variance
+            sigma = var.sqrt()
+            sigma[0] = 0.0  # the last step adds no noise
+            rest = (schedule.posterior_mean_coef1, schedule.posterior_mean_coef2, sigma)
+        else:
+            coef = schedule.ddim_coefficients(key[1], key[2])  # type: ignore[arg-type]
+            rest = (coef.c_x0, coef.c_eps, coef.sigma)
+        tables[key] = torch.stack(
+            (schedule.sqrt_one_minus_alphas_cumprod, schedule.sqrt_alphas_cumprod, *rest), dim=1
+        )
+    return tables[key]
+
+
+def step_coefficients(
+    schedule: NoiseSchedule, key: tuple[object, ...], t: Tensor | int, x_t: Tensor
+) -> StepCoefficients:
+    """The :class:`StepCoefficients` at step index ``t`` (an int or a (B,) tensor) from
+    :func:`step_table`, shaped to broadcast against ``x_t``."""
+    tables = _TABLES.get(schedule)
+    shaped_key = (*key, x_t.ndim)
+    shaped = None if tables is None else tables.get(shaped_key)
+    if shaped is None:
+        flat = step_table(schedule, key)
+        shaped = flat.view(flat.shape[0], 5, *(1,) * x_t.ndim)  # (T, 5, 1, …)
+        _TABLES[schedule][shaped_key] = shaped
+    if isinstance(t, int):
+        return StepCoefficients(*shaped[t].unbind(0))  # each (1, 1, …)
+    rows = shaped.index_select(0, t.to(shaped.device))  # (B, 5, 1, …)
+    return StepCoefficients(*rows.squeeze(2).unbind(1))  # each (B, 1, …)
+
+
 def _x0_and_eps(
-    schedule: NoiseSchedule,
+    c: StepCoefficients,
     x_t: Tensor,
-    t: Tensor | int,
     eps: Tensor,
     x0_mode: X0Mode,
     rederive_eps: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    # x̂0 from ε̂, processed; ε̂ re-derived so that (x̂0, ε̂) stay consistent with x_t
-    x0 = predict_x0_from_eps(schedule, x_t, t, eps)
+    # x̂0 from ε̂, processed; ε̂ re-derived so that (x̂0, ε̂) stay consistent with x_t.
+    # The formulas of predict_x0_from_eps and predict_eps_from_x0, on the gathered c.
+    x0 = (x_t - c.sqrt_one_minus_alpha_bar * eps) / c.sqrt_alpha_bar
     if x0_mode == "none":
         return x0, eps
     x0 = process_x0(x0, x0_mode)
     if not rederive_eps:
         return x0, eps
-    return x0, predict_eps_from_x0(schedule, x_t, t, x0)
+    return x0, (x_t - c.sqrt_alpha_bar * x0) / c.sqrt_one_minus_alpha_bar
 
 
 def _add_noise(
@@ -179,13 +239,13 @@ def ddpm_step(
     """
     check_choice("variance", variance, VARIANCES)
     check_choice("x0_mode", x0_mode, X0_MODES)
+    c = step_coefficients(schedule, ("ddpm", variance), t, x_t)  # one gather for all five
     # 1. x̂0 from ε̂ (eq. 15), processed
-    x0, eps = _x0_and_eps(schedule, x_t, t, eps, x0_mode)
-    # 2. mean of q(x_{t-1} | x_t, x̂0) (eq. 7)
-    mean = q_posterior_mean(schedule, x0, x_t, t)
-    # 3. σ_t² = β_t or β̃_t (section 3.2), 0 at the last step
-    var = schedule.betas if variance == "beta" else schedule.posterior_variance
-    sigma = _nonzero_mask(t, x_t) * extract(var, t, x_t.shape).sqrt()
+    x0, eps = _x0_and_eps(c, x_t, eps, x0_mode)
+    # 2. mean of q(x_{t-1} | x_t, x̂0) (eq. 7): q_posterior_mean's formula
+    mean = c.c_x0 * x0 + c.c_rest * x_t
+    # 3. σ_t = √β_t or √β̃_t (section 3.2), 0 at the last step (precomputed: step_table)
+    sigma = c.sigma
     last = isinstance(t, int) and t == 0
     return StepOutput(_add_noise(mean, sigma, noise, not last, "ddpm_step"), x0, eps, mean, sigma)
 
@@ -226,12 +286,12 @@ def ddim_step(
     """
     eta = check_eta(eta)
     check_choice("x0_mode", x0_mode, X0_MODES)
-    coef = schedule.ddim_coefficients(eta, final_alpha)
+    c = step_coefficients(schedule, ("ddim", eta, final_alpha), t, x_t)  # ddim_coefficients
     # 1. x̂0 ("predicted x_0") and the ε̂ the update uses
-    x0, eps = _x0_and_eps(schedule, x_t, t, eps, x0_mode, rederive_eps)
+    x0, eps = _x0_and_eps(c, x_t, eps, x0_mode, rederive_eps)
     # 2. √ᾱ_prev x̂0 + "direction pointing to x_t"; 3. σ_t(η) (eq. 16)
-    mean = extract(coef.c_x0, t, x_t.shape) * x0 + extract(coef.c_eps, t, x_t.shape) * eps
-    sigma = extract(coef.sigma, t, x_t.shape)
+    mean = c.c_x0 * x0 + c.c_rest * eps
+    sigma = c.sigma
     needed = eta > 0 and not (isinstance(t, int) and t == 0 and final_alpha == "one")
     return StepOutput(_add_noise(mean, sigma, noise, needed, "ddim_step with eta > 0"),
                       x0, eps, mean, sigma)
@@ -269,6 +329,7 @@ def naive_strided_step(
 __all__ = [
     "VARIANCES",
     "X0_MODES",
+    "StepCoefficients",
     "StepOutput",
     "Variance",
     "X0Mode",
@@ -280,4 +341,6 @@ __all__ = [
     "predict_x0_from_eps",
     "process_x0",
     "q_posterior_mean",
+    "step_coefficients",
+    "step_table",
 ]

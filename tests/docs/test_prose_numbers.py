@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 # a decimal or a percentage, not part of a longer token (x_0.5, 1e-4, 10⁻⁹, v1.2.3)
 NUMBER = re.compile(r"(?<![\w.^⁻·])(\d+\.\d+|\d+(?:\.\d+)?\s?%)(?![\w.]*\d)")
 NOT_MEASURED = {
