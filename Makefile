@@ -25,6 +25,7 @@ lab: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # The browser test (tests/browser/, docs/browser-test.md) drives Debian's chromium through
 # Playwright, which never downloads a browser. As root this installs chromium; anyone else

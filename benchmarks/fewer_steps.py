@@ -46,8 +46,10 @@ def settings(model: str) -> list[SamplerSetting]:
     if model == "digits_cosine":
         for steps in (10, 25, 50):
             for spacing in ("leading", "linspace", "trailing"):
-                grid += [SamplerSetting("ddim", steps, spacing=spacing),
-                         SamplerSetting("ddpm", steps, spacing=spacing)]
+                grid += [
+                    SamplerSetting("ddim", steps, spacing=spacing),
+                    SamplerSetting("ddpm", steps, spacing=spacing),
+                ]
         return grid
     grid.append(SamplerSetting("ddim", 1000))
     for steps in STEPS:
@@ -75,8 +77,16 @@ def _digit_pixel_stats() -> tuple[np.ndarray, np.ndarray]:
 def gaussian_digits_w2(schedule: Any, setting: SamplerSetting) -> float:
     """Exact W₂ between the sampler's output on Gaussian digits and the data Gaussian."""
     mu, sd = _digit_pixel_stats()
-    m, s = exact_moments(schedule, setting.sampler, setting.steps, spacing=setting.spacing,
-                         variance=setting.variance, eta=setting.eta, mean=mu, std=sd)
+    m, s = exact_moments(
+        schedule,
+        setting.sampler,
+        setting.steps,
+        spacing=setting.spacing,
+        variance=setting.variance,
+        eta=setting.eta,
+        mean=mu,
+        std=sd,
+    )
     return gaussian_w2(m, s, mu, sd)
 
 
@@ -122,12 +132,11 @@ def render(payload: dict[str, Any]) -> str:
         "seeds, same real reference), ± 2 SE; **differs?** says whether it is beyond that "
         "interval. A row that does not differ is a tie at this n.\n"
         "- **floor**: real-vs-real FD at the same n and class balance (held-out halves). A row "
-        "at or below the floor is not \"better than real data\": small-n FD rewards low "
+        'at or below the floor is not "better than real data": small-n FD rewards low '
         "variance.\n"
         "- **oracle W₂ (exact)**: the same sampler on Gaussian digits (per-pixel N(μ, s²) of "
         "the training set, exact ε̂), W₂ of its exact output to the data; 0 is perfect; no "
-        "sampling noise, clipping not modelled.\n\n"
-        + markdown_table(payload["rows"], COLUMNS)
+        "sampling noise, clipping not modelled.\n\n" + markdown_table(payload["rows"], COLUMNS)
     )
 
 
@@ -138,12 +147,20 @@ def main(argv: list[str] | None = None) -> int:
     seeds = args.seeds
     torch.set_num_threads(args.threads)
     model, schedule = load_pretrained(args.model)
-    rows = sampler_grid(model, schedule, settings(args.model), n=args.n, seed=seeds,
-                        classifier=load_classifier(), cache=args.cache)
+    rows = sampler_grid(
+        model,
+        schedule,
+        settings(args.model),
+        n=args.n,
+        seed=seeds,
+        classifier=load_classifier(),
+        cache=args.cache,
+    )
     annotate(rows, schedule)
     name = "fewer_steps" if args.model == "digits" else "fewer_steps_cosine"
-    publish_table(name, "benchmarks/fewer_steps.py", argv, args, render, model=args.model,
-                  rows=rows)
+    publish_table(
+        name, "benchmarks/fewer_steps.py", argv, args, render, model=args.model, rows=rows
+    )
     return 0
 
 

@@ -58,7 +58,7 @@ def render(payload: dict[str, Any]) -> str:
         "measured column is the mean over the seeds ± 2 standard errors (accuracy: the Wilson "
         "interval of all seeds' digits together). The floor is real-vs-real FD at the same n "
         "and class balance: small-n FD rewards low variance, so a value near or below it is "
-        "not \"better than real\".\n\n" + markdown_table(payload["rows"], COLUMNS)
+        'not "better than real".\n\n' + markdown_table(payload["rows"], COLUMNS)
     )
 
 
@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         model, schedule, SCALES, n=args.n, seed=seeds, classifier=load_classifier(), **SAMPLER
     )
     with_intervals(rows)
-    publish_table("guidance", "benchmarks/guidance.py", argv, args, render, sampler=SAMPLER,
-                  rows=rows)
+    publish_table(
+        "guidance", "benchmarks/guidance.py", argv, args, render, sampler=SAMPLER, rows=rows
+    )
     return 0
 
 

@@ -38,13 +38,16 @@ def main() -> None:
     mu, sd = real.mean(0), real.std(0) + 1e-6
     for name, kw in SAMPLERS.items():
         for seed in (0, 1):
-            x = sample(model, schedule, (200, 1, 8, 8), labels=labels, seed=seed,
-                       progress=False, **kw)
+            x = sample(
+                model, schedule, (200, 1, 8, 8), labels=labels, seed=seed, progress=False, **kw
+            )
             fd = digits_matched(classifier, x, labels, metric="fd")
             k = digits_matched(classifier, x, labels, metric="kid")
             k_std = kid((classifier_features(classifier, x) - mu) / sd, (real - mu) / sd)
-            print(f"{name:17s} seed {seed}  FD {fd.value} (floor {fd.floor})  "
-                  f"KID {k.value} (floor {k.floor})  KID standardised {k_std}")
+            print(
+                f"{name:17s} seed {seed}  FD {fd.value} (floor {fd.floor})  "
+                f"KID {k.value} (floor {k.floor})  KID standardised {k_std}"
+            )
 
 
 if __name__ == "__main__":

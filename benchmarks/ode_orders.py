@@ -40,9 +40,19 @@ def main() -> None:
                     ts = ode_timesteps(schedule, n, grid)
                     s_max = sigmas_of(schedule)[ts[0]]
                     exact = MU + S / np.sqrt(S**2 + s_max**2) * (
-                        x_T.double() * np.sqrt(1 + s_max**2) - MU)
-                    out = sample(model, schedule, (256, 2), sampler=sampler, steps=n, x_T=x_T,
-                                 x0_mode="none", sigma_schedule=grid, progress=False)
+                        x_T.double() * np.sqrt(1 + s_max**2) - MU
+                    )
+                    out = sample(
+                        model,
+                        schedule,
+                        (256, 2),
+                        sampler=sampler,
+                        steps=n,
+                        x_T=x_T,
+                        x0_mode="none",
+                        sigma_schedule=grid,
+                        progress=False,
+                    )
                     err = (out.double() - exact).abs().mean().item()
                     cells.append(f"{err:.1e} ({len(calls)})")
                 print(f"| {name} | {grid} | {sampler} | " + " | ".join(cells) + " |")

@@ -22,8 +22,14 @@ from diffusion_lib.device import usable_device
 from diffusion_lib.pretrained import load_pretrained
 from diffusion_lib.sampling import sample_progressive
 
-HOST_WAITS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpyAsync",
-              "aten::item", "aten::_local_scalar_dense", "cudaLaunchKernel")
+HOST_WAITS = (
+    "cudaStreamSynchronize",
+    "cudaDeviceSynchronize",
+    "cudaMemcpyAsync",
+    "aten::item",
+    "aten::_local_scalar_dense",
+    "cudaLaunchKernel",
+)
 
 
 def main() -> None:
@@ -41,8 +47,17 @@ def main() -> None:
         chapter_ddpm_sample(model, schedule, shape, device, max_steps=args.steps)
 
     def eager() -> None:
-        it = sample_progressive(model, schedule, shape, sampler="ddpm", variance="beta",
-                                x0_mode="clip", seed=0, progress=False, _copy_steps=False)
+        it = sample_progressive(
+            model,
+            schedule,
+            shape,
+            sampler="ddpm",
+            variance="beta",
+            x0_mode="clip",
+            seed=0,
+            progress=False,
+            _copy_steps=False,
+        )
         for k, _ in enumerate(it):
             if k + 1 >= args.steps:
                 break
@@ -64,8 +79,10 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.synchronize()
         events = prof.key_averages()
-        print(f"\n=== {name}: {wall * 1000 / args.steps:.2f} ms per step "
-              f"(batch {args.batch}, {args.steps} steps, {device}) ===")
+        print(
+            f"\n=== {name}: {wall * 1000 / args.steps:.2f} ms per step "
+            f"(batch {args.batch}, {args.steps} steps, {device}) ==="
+        )
         counts = {e.key: e.count for e in events if e.key in HOST_WAITS}
         print("host waits / launches:", {k: counts.get(k, 0) for k in HOST_WAITS})
         print(events.table(sort_by="self_cpu_time_total", row_limit=25))

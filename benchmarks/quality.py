@@ -41,8 +41,9 @@ ACCURACY_BAR = 0.95
 W = 3.0
 
 
-def verdict(ratio_low: float, ratio_high: float,
-            accuracy: tuple[float, float] | None = None) -> str:
+def verdict(
+    ratio_low: float, ratio_high: float, accuracy: tuple[float, float] | None = None
+) -> str:
     """'pass', 'FAIL' or 'undecided' from the ratio's and the accuracy's intervals."""
     acc_low, acc_high = accuracy if accuracy is not None else (1.0, 1.0)
     if ratio_high <= DISTANCE_BAR and acc_low >= ACCURACY_BAR:
@@ -53,10 +54,17 @@ def verdict(ratio_low: float, ratio_high: float,
 
 
 def _with_ratio(row: dict[str, Any], value: str, floor: str, metric: str) -> dict[str, Any]:
-    ratio = over_seeds([v / f for v, f in zip(row[f"{value}_seeds"], row[f"{floor}_seeds"],
-                                              strict=True)])
-    row.update(metric=metric, distance=row[value], distance_se=row[f"{value}_se"],
-               floor=row[floor], ratio=ratio.value, ratio_se=ratio.se)
+    ratio = over_seeds(
+        [v / f for v, f in zip(row[f"{value}_seeds"], row[f"{floor}_seeds"], strict=True)]
+    )
+    row.update(
+        metric=metric,
+        distance=row[value],
+        distance_se=row[f"{value}_se"],
+        floor=row[floor],
+        ratio=ratio.value,
+        ratio_se=ratio.se,
+    )
     return row
 
 
@@ -66,17 +74,25 @@ def digits_rows(name: str, args: Any, classifier: Any) -> list[dict[str, Any]]:
     setting = SamplerSetting("ddpm", args.steps or schedule.num_steps)
     rows = []
     for conditional in (True, False):
-        (row,) = sampler_grid(model, schedule, [setting], n=args.n, seed=args.seeds,
-                              guidance_scale=W if conditional else None,
-                              classifier=classifier, conditional=conditional,
-                              cache=args.cache)
+        (row,) = sampler_grid(
+            model,
+            schedule,
+            [setting],
+            n=args.n,
+            seed=args.seeds,
+            guidance_scale=W if conditional else None,
+            classifier=classifier,
+            conditional=conditional,
+            cache=args.cache,
+        )
         row["fd_floor_seeds"] = [row["fd_floor"]] * len(args.seeds)  # same n and classes
         row["model"] = name
         row["setting"] = f"w = {W:g}" if conditional else "unconditional (∅)"
         if conditional:
             correct = round(sum(a * args.n for a in row["accuracy_seeds"]))
             row["accuracy_low"], row["accuracy_high"] = wilson_interval(
-                correct, args.n * len(args.seeds))
+                correct, args.n * len(args.seeds)
+            )
         rows.append(_with_ratio(row, "fd", "fd_floor", "FD"))
     return rows
 
@@ -94,13 +110,35 @@ def toy_row(name: str, args: Any) -> dict[str, Any]:
     weights = fingerprint(model, schedule) if args.cache.path is not None else ""
     per_seed = []
     for s in args.seeds:
-        key = dict(kind="toy", dataset=name, n=args.toy_n, seed=s, steps=args.steps,
-                   weights=weights, device=next(model.parameters()).device.type)
-        per_seed.append(args.cache.measure(key, partial(
-            _toy_measurement, model, schedule, name, n=args.toy_n, steps=args.steps,
-            seed=s * args.toy_n)))
-    row: dict[str, Any] = {"model": name, "setting": "unconditional", "n": args.toy_n,
-                           "seeds": list(args.seeds)}
+        key = dict(
+            kind="toy",
+            dataset=name,
+            n=args.toy_n,
+            seed=s,
+            steps=args.steps,
+            weights=weights,
+            device=next(model.parameters()).device.type,
+        )
+        per_seed.append(
+            args.cache.measure(
+                key,
+                partial(
+                    _toy_measurement,
+                    model,
+                    schedule,
+                    name,
+                    n=args.toy_n,
+                    steps=args.steps,
+                    seed=s * args.toy_n,
+                ),
+            )
+        )
+    row: dict[str, Any] = {
+        "model": name,
+        "setting": "unconditional",
+        "n": args.toy_n,
+        "seeds": list(args.seeds),
+    }
     for key in ("sw", "sw_floor", "seconds"):
         values = [m[key] for m in per_seed]
         estimate = over_seeds(values)
@@ -111,19 +149,23 @@ def toy_row(name: str, args: Any) -> dict[str, Any]:
 def annotate(row: dict[str, Any]) -> None:
     """The printed columns of a row: intervals as text and the verdict."""
     digits = ".2f" if row["metric"] == "FD" else ".4f"
-    row["distance_ci"] = (f"{row['metric']} {row['distance']:{digits}} ± "
-                          f"{2 * row['distance_se']:{digits}}")
+    row["distance_ci"] = (
+        f"{row['metric']} {row['distance']:{digits}} ± {2 * row['distance_se']:{digits}}"
+    )
     row["floor_shown"] = f"{row['floor']:{digits}}"
     low, high = row["ratio"] - 2 * row["ratio_se"], row["ratio"] + 2 * row["ratio_se"]
     row["ratio_ci"] = f"{row['ratio']:.2f} ± {2 * row['ratio_se']:.2f}×"
     accuracy = None
     if row.get("accuracy_low") is not None:
         accuracy = (row["accuracy_low"], row["accuracy_high"])
-        row["accuracy_ci"] = (f"{100 * row['accuracy']:.1f} % ({100 * accuracy[0]:.1f}–"
-                              f"{100 * accuracy[1]:.1f})")
+        row["accuracy_ci"] = (
+            f"{100 * row['accuracy']:.1f} % ({100 * accuracy[0]:.1f}–{100 * accuracy[1]:.1f})"
+        )
     if row.get("diversity") is not None:
-        row["diversity_ci"] = (f"{row['diversity']:.2f} ± {2 * row['diversity_se']:.2f} "
-                               f"(real {row['diversity_real']:.2f})")
+        row["diversity_ci"] = (
+            f"{row['diversity']:.2f} ± {2 * row['diversity_se']:.2f} "
+            f"(real {row['diversity_real']:.2f})"
+        )
     row["bar"] = verdict(low, high, accuracy)
 
 
@@ -166,8 +208,11 @@ def render(payload: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = table_parser(__doc__, n=300, seeds="0,1,2,3,4")
-    parser.add_argument("--models", default=",".join(available_models()),
-                        help="comma-separated shipped models (default: all)")
+    parser.add_argument(
+        "--models",
+        default=",".join(available_models()),
+        help="comma-separated shipped models (default: all)",
+    )
     parser.add_argument("--toy-n", type=int, default=1000, help="points per 2-D row and seed")
     parser.add_argument("--steps", type=int, default=None, help="DDPM steps (default: all T)")
     args = parser.parse_args(argv)
@@ -179,16 +224,28 @@ def main(argv: list[str] | None = None) -> int:
     classifier = load_classifier()
     rows: list[dict[str, Any]] = []
     for name in names:
-        rows += digits_rows(name, args, classifier) if name.startswith("digits") else [
-            toy_row(name, args)]
+        rows += (
+            digits_rows(name, args, classifier)
+            if name.startswith("digits")
+            else [toy_row(name, args)]
+        )
         print(f"{name}: done", flush=True)
     order = available_models()  # the table's order, whatever order they were measured in
     rows.sort(key=lambda row: order.index(row["model"]))
     for row in rows:
         annotate(row)
-    publish_table("quality", "benchmarks/quality.py", argv, args, render, toy_n=args.toy_n,
-                  steps=args.steps, guidance_scale=W,
-                  bars={"distance_ratio": DISTANCE_BAR, "accuracy": ACCURACY_BAR}, rows=rows)
+    publish_table(
+        "quality",
+        "benchmarks/quality.py",
+        argv,
+        args,
+        render,
+        toy_n=args.toy_n,
+        steps=args.steps,
+        guidance_scale=W,
+        bars={"distance_ratio": DISTANCE_BAR, "accuracy": ACCURACY_BAR},
+        rows=rows,
+    )
     return 0 if all(row["bar"] == "pass" for row in rows) else 1
 
 

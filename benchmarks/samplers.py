@@ -32,8 +32,9 @@ TARGET = 1.15  # FD within 15 % of DDPM-1000's
 
 
 def _ode(sampler: str, steps: int, sigmas: str, label: str) -> SamplerSetting:
-    return SamplerSetting(sampler, steps, spacing="trailing", label=label,
-                          extra={"sigma_schedule": sigmas})
+    return SamplerSetting(
+        sampler, steps, spacing="trailing", label=label, extra={"sigma_schedule": sigmas}
+    )
 
 
 SETTINGS = [
@@ -57,8 +58,16 @@ SETTINGS = [
 
 def model_calls(model: nn.Module, schedule: Any, setting: SamplerSetting) -> int:
     counter = CallCounter(model)
-    sample(counter, schedule, (2, 1, 8, 8), labels=[1, 2], guidance_scale=W, seed=0,
-           progress=False, **setting.kwargs())
+    sample(
+        counter,
+        schedule,
+        (2, 1, 8, 8),
+        labels=[1, 2],
+        guidance_scale=W,
+        seed=0,
+        progress=False,
+        **setting.kwargs(),
+    )
     return counter.calls
 
 
@@ -82,8 +91,7 @@ def annotate(rows: list[dict[str, Any]], model: nn.Module, schedule: Any) -> Non
     for r, setting in zip(rows, SETTINGS, strict=True):
         r["nfe"] = model_calls(model, schedule, setting)
         r["sigma_schedule"] = setting.extra.get("sigma_schedule")
-        r["spacing_shown"] = ("Karras σ" if r["sigma_schedule"] == "karras"
-                              else f"{r['spacing']} t")
+        r["spacing_shown"] = "Karras σ" if r["sigma_schedule"] == "karras" else f"{r['spacing']} t"
         r["fd_ci"] = f"{r['fd']:.1f} ± {2 * r['fd_se']:.1f}"
         r["diversity_ci"] = f"{r['diversity']:.2f} ± {2 * r['diversity_se']:.2f}"
         ratio = over_seeds([a / b for a, b in zip(r["fd_seeds"], ref["fd_seeds"], strict=True)])
@@ -121,8 +129,7 @@ def render(payload: dict[str, Any]) -> str:
         f"(real held-out digits: {payload['rows'][0]['diversity_real']:.2f}); "
         "lower = less varied.\n"
         "- wall s: mean per seed, on a shared 2-core machine: rough; the model calls are "
-        "the cost.\n\n"
-        + markdown_table(payload["rows"], COLUMNS)
+        "the cost.\n\n" + markdown_table(payload["rows"], COLUMNS)
     )
 
 
@@ -132,11 +139,27 @@ def main(argv: list[str] | None = None) -> int:
     seeds = args.seeds
     torch.set_num_threads(args.threads)
     model, schedule = load_pretrained("digits")
-    rows = sampler_grid(model, schedule, SETTINGS, n=args.n, seed=seeds, guidance_scale=W,
-                        classifier=load_classifier(), cache=args.cache)
+    rows = sampler_grid(
+        model,
+        schedule,
+        SETTINGS,
+        n=args.n,
+        seed=seeds,
+        guidance_scale=W,
+        classifier=load_classifier(),
+        cache=args.cache,
+    )
     annotate(rows, model, schedule)
-    publish_table("samplers", "benchmarks/samplers.py", argv, args, render, guidance_scale=W,
-                  target=TARGET, rows=rows)
+    publish_table(
+        "samplers",
+        "benchmarks/samplers.py",
+        argv,
+        args,
+        render,
+        guidance_scale=W,
+        target=TARGET,
+        rows=rows,
+    )
     return 0
 
 

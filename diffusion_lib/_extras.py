@@ -27,6 +27,6 @@ def extra(name: str) -> Iterator[None]:
             raise
         raise ModuleNotFoundError(
             f"No module named {err.name!r}: it comes with diffusion_lib's [{name}] extra, "
-            f"pip install \"diffusion_lib[{name}]\" (in a clone: pip install -e \".[{name}]\")",
+            f'pip install "diffusion_lib[{name}]" (in a clone: pip install -e ".[{name}]")',
             name=err.name,
         ) from err

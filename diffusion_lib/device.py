@@ -163,8 +163,13 @@ def set_threads(threads: int | None) -> int:
     return count
 
 
-_OOM_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory",
-              "not enough memory", "bad_alloc")
+_OOM_WORDS = (
+    "out of memory",
+    "can't allocate memory",
+    "cannot allocate memory",
+    "not enough memory",
+    "bad_alloc",
+)
 
 
 def is_out_of_memory(err: BaseException) -> bool:

@@ -108,9 +108,7 @@ def png_max_bytes(shape: tuple[int, ...]) -> int:
     return 2 * (c * h * w + h) + (1 << 16)
 
 
-def png_is_whole(
-    data: bytes, shape: tuple[int, ...] | None = None, *, decode: bool = True
-) -> bool:
+def png_is_whole(data: bytes, shape: tuple[int, ...] | None = None, *, decode: bool = True) -> bool:
     """True if ``data`` is a complete PNG (of one (C, H, W) image of ``shape``, if given).
 
     See :func:`is_whole_png`.

@@ -47,8 +47,10 @@ def schedule_from_diffusers(scheduler: Any) -> NoiseSchedule:
         scheduler: a diffusers scheduler (``DDPMScheduler``, ``DDIMScheduler``, …) or
             its ``config``; it must predict ε (``prediction_type="epsilon"``).
     """
-    expected = ("a diffusers scheduler (DDPMScheduler, DDIMScheduler, …, with alphas_cumprod "
-                "and a config) or its config (a mapping)")
+    expected = (
+        "a diffusers scheduler (DDPMScheduler, DDIMScheduler, …, with alphas_cumprod "
+        "and a config) or its config (a mapping)"
+    )
     if not hasattr(scheduler, "alphas_cumprod"):
         config = getattr(scheduler, "config", scheduler)
         if not isinstance(config, Mapping):

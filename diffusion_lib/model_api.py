@@ -105,8 +105,17 @@ def check_eps(
     return eps
 
 
-_SHAPE_WORDS = ("shape", "size", "dimension", "channel", "mat1", "expected input", "index",
-                "out of range", "must match")
+_SHAPE_WORDS = (
+    "shape",
+    "size",
+    "dimension",
+    "channel",
+    "mat1",
+    "expected input",
+    "index",
+    "out of range",
+    "must match",
+)
 
 
 def check_model_output(model_fn: Callable[[], Any], x_t: Tensor) -> Any:

@@ -199,12 +199,14 @@ def save_checkpoint(
     """
     _, json_path = _paths(stem)
     config = model.config
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in
-             model.state_dict().items()}
+    state = {
+        k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
+    }
     data = save(state)
     digest = hashlib.sha256(data).hexdigest()
-    weights_path = json_path.with_name(f"{json_path.name[: -len('.json')]}.{digest[:16]}"
-                                       ".safetensors")
+    weights_path = json_path.with_name(
+        f"{json_path.name[: -len('.json')]}.{digest[:16]}.safetensors"
+    )
     info: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
@@ -271,8 +273,9 @@ def read_checkpoint_info(stem: str | Path) -> dict[str, Any]:
             f"{json_path} has format_version {version!r:.40}; this library reads versions "
             + " and ".join(map(str, READABLE_VERSIONS))
         )
-    required = ("kind", "model_config", "weights_sha256") + (("weights_file",) if version >= 2
-                                                              else ())
+    required = ("kind", "model_config", "weights_sha256") + (
+        ("weights_file",) if version >= 2 else ()
+    )
     for key in required:
         if key not in info:
             raise CheckpointError(f"{json_path} lacks the required field {key!r}")
@@ -282,6 +285,7 @@ def read_checkpoint_info(stem: str | Path) -> dict[str, Any]:
 
 def _check_fields(info: dict[str, Any], json_path: Path) -> None:
     """Each field of a checkpoint JSON has the type it must have; CheckpointError names it."""
+
     def bad(field: str, expected: str) -> CheckpointError:
         value = repr(info_value(field))
         value = value if len(value) <= 40 else value[:40] + "…"
@@ -297,9 +301,14 @@ def _check_fields(info: dict[str, Any], json_path: Path) -> None:
         raise bad("kind", "a string such as 'unet'")
     if not isinstance(info["weights_sha256"], str):
         raise bad("weights_sha256", "a hex string")
-    if "weights_file" in info and info["format_version"] >= 2 and not (
-        isinstance(info["weights_file"], str) and _WEIGHTS_NAME.match(info["weights_file"])
-        and not info["weights_file"].startswith(".")
+    if (
+        "weights_file" in info
+        and info["format_version"] >= 2
+        and not (
+            isinstance(info["weights_file"], str)
+            and _WEIGHTS_NAME.match(info["weights_file"])
+            and not info["weights_file"].startswith(".")
+        )
     ):
         raise bad("weights_file", "a file name <stem>.<hash>.safetensors in the JSON's directory")
     if not isinstance(info["model_config"], dict):
@@ -331,8 +340,12 @@ def _check_fields(info: dict[str, Any], json_path: Path) -> None:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             expected = "a number"
         elif isinstance(default, tuple):
-            ok = isinstance(value, list) and len(value) <= MAX_CONFIG_LIST and all(
-                isinstance(v, int) and not isinstance(v, bool) and abs(v) <= top for v in value
+            ok = (
+                isinstance(value, list)
+                and len(value) <= MAX_CONFIG_LIST
+                and all(
+                    isinstance(v, int) and not isinstance(v, bool) and abs(v) <= top for v in value
+                )
             )
             expected = f"a list of at most {MAX_CONFIG_LIST} ints of at most {top:,}"
         else:
@@ -358,8 +371,11 @@ def _mismatch(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, 
     """What differs between the model's tensors and the file's ("" when they match)."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
-    wrong = [f"{k}: {found[k]} (expected {expected[k]})" for k in sorted(set(expected) & set(found))
-             if found[k] != expected[k]]
+    wrong = [
+        f"{k}: {found[k]} (expected {expected[k]})"
+        for k in sorted(set(expected) & set(found))
+        if found[k] != expected[k]
+    ]
     problems = []
     if missing:
         problems.append(f"missing tensors {missing[:5]}{' …' if len(missing) > 5 else ''}")

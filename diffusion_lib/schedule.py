@@ -234,7 +234,9 @@ class NoiseSchedule:
     def to(self, device: torch.device | str) -> NoiseSchedule:
         """A copy of this schedule on ``device``. This object is not changed."""
         return NoiseSchedule(
-            self._betas64, self._timesteps64, device=device,
+            self._betas64,
+            self._timesteps64,
+            device=device,
             train_alpha_cumprod_0=self.train_alpha_cumprod_0,
         )
 
@@ -311,7 +313,9 @@ class NoiseSchedule:
         a_bar_prev = np.append(1.0, a_bar[:-1])
         betas = 1.0 - a_bar / a_bar_prev
         return NoiseSchedule(
-            betas, self._timesteps64[k], device=self._device,
+            betas,
+            self._timesteps64[k],
+            device=self._device,
             train_alpha_cumprod_0=self.train_alpha_cumprod_0,
         )
 
@@ -478,8 +482,7 @@ def make_schedule(name: str, num_timesteps: int = 1000) -> NoiseSchedule:
     """Build a schedule by name: one of ``"linear"``, ``"cosine"``, ``"sigmoid"``."""
     if not isinstance(name, str) or name not in _CONSTRUCTORS:
         raise ValueError(
-            f"unknown schedule {name!r} (the name); valid schedules are "
-            f"{', '.join(SCHEDULE_NAMES)}"
+            f"unknown schedule {name!r} (the name); valid schedules are {', '.join(SCHEDULE_NAMES)}"
         )
     return _CONSTRUCTORS[name](num_timesteps)
 
@@ -489,8 +492,11 @@ MAX_NUM_TIMESTEPS = 1_000_000
 
 
 def _check_num_timesteps(num_timesteps: int) -> None:
-    if (isinstance(num_timesteps, bool) or not isinstance(num_timesteps, int)
-            or not 1 <= num_timesteps <= MAX_NUM_TIMESTEPS):
+    if (
+        isinstance(num_timesteps, bool)
+        or not isinstance(num_timesteps, int)
+        or not 1 <= num_timesteps <= MAX_NUM_TIMESTEPS
+    ):
         raise ValueError(
             f"num_timesteps must be a positive int, at most {MAX_NUM_TIMESTEPS:,}, "
             f"got {num_timesteps!r}"

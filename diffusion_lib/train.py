@@ -174,9 +174,7 @@ def _check_compatible(model_config: ModelConfig, cfg: TrainConfig) -> None:
         )
 
 
-def train(
-    model_config: ModelConfig, cfg: TrainConfig, *, progress: bool = True
-) -> TrainResult:
+def train(model_config: ModelConfig, cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     """Train an ε-prediction model; return its EMA copy and the loss curve.
 
     Args:
@@ -248,8 +246,11 @@ def train(
 def check_finite_weights(model: nn.Module, when: str) -> None:
     """Raise ``FloatingPointError`` if a parameter or buffer of ``model`` is NaN/inf, so that
     a diverged run never becomes a checkpoint."""
-    bad = [name for name, value in (*model.named_parameters(), *model.named_buffers())
-           if value.dtype.is_floating_point and not bool(torch.isfinite(value).all())]
+    bad = [
+        name
+        for name, value in (*model.named_parameters(), *model.named_buffers())
+        if value.dtype.is_floating_point and not bool(torch.isfinite(value).all())
+    ]
     if bad:
         raise FloatingPointError(
             f"{len(bad)} weight tensor(s) became NaN/inf {when} (first: {bad[0]}): training "

@@ -49,4 +49,3 @@ class ClassOracle(nn.Module):
         a = self.a_bar[t].reshape((-1,) + (1,) * (x_t.ndim - 1))
         mu = self.means[labels].reshape(a.shape)
         return (1 - a).sqrt() * (x_t - a.sqrt() * mu) / (a * 0.04 + 1 - a) + 0.01 * torch.sin(x_t)
-

@@ -26,10 +26,16 @@ def run(model=UNCOND, shape=(2, 3), **kw):
 # The one table of bad arguments to sample(): (kwargs of run(), error, message).
 BAD_ARGUMENTS = [
     # choices
-    (dict(sampler="plms"), ValueError,
-     "unknown sampler 'plms'.*'ddpm', 'ddim', 'naive_strided', 'euler', 'heun', 'dpmpp_2m'"),
-    (dict(spacing="random"), ValueError,
-     "unknown spacing 'random'.*'leading', 'linspace', 'trailing'"),
+    (
+        dict(sampler="plms"),
+        ValueError,
+        "unknown sampler 'plms'.*'ddpm', 'ddim', 'naive_strided', 'euler', 'heun', 'dpmpp_2m'",
+    ),
+    (
+        dict(spacing="random"),
+        ValueError,
+        "unknown spacing 'random'.*'leading', 'linspace', 'trailing'",
+    ),
     (dict(variance="learned"), ValueError, "unknown variance 'learned'.*'beta', 'beta_tilde'"),
     (dict(x0_mode="tanh"), ValueError, "unknown x0_mode 'tanh'.*'none', 'clip', 'dynamic'"),
     (dict(final_alpha="zero"), ValueError, "unknown final_alpha"),
@@ -47,8 +53,11 @@ BAD_ARGUMENTS = [
     (dict(sampler="ddim", eta=float("inf")), ValueError, r"eta must be in \[0, 1\]"),
     (dict(sampler="ddim", eta=float("nan")), ValueError, r"eta must be in \[0, 1\]"),
     (dict(sampler="ddim", eta="0.5"), TypeError, "eta must be a number in"),
-    (dict(sampler="ddpm", eta=0.5), ValueError,
-     "eta does not apply to sampler='ddpm'; it applies to 'ddim'"),
+    (
+        dict(sampler="ddpm", eta=0.5),
+        ValueError,
+        "eta does not apply to sampler='ddpm'; it applies to 'ddim'",
+    ),
     # seeds: integers, never truncated or parsed, one per sample
     (dict(seeds=[1, 2, 3]), ValueError, "got 3 seeds for a batch of 2"),
     (dict(seeds=[-1, 2]), ValueError, r"seeds must be integers in \[0, 2\*\*63 - 1\]"),

@@ -32,16 +32,32 @@ def test_chapter_baseline_computes_the_libraries_ddpm_with_beta_variance(monkeyp
     ours_by_chapter = chapter(model, schedule, shape, "cpu")
     monkeypatch.undo()
     assert zs == []
-    ours = sample(model, schedule, shape, sampler="ddpm", variance="beta", x0_mode="clip",
-                  seeds=seeds, progress=False)
+    ours = sample(
+        model,
+        schedule,
+        shape,
+        sampler="ddpm",
+        variance="beta",
+        x0_mode="clip",
+        seeds=seeds,
+        progress=False,
+    )
     assert (ours - ours_by_chapter).abs().max().item() < 1e-5
 
 
 @pytest.fixture(scope="module")
 def tiny_payload():
-    cfg = BenchConfig(batch_sizes=(4,), steps=3, repeats=2, compile=False,
-                      generation_sizes=(6, 12), generation_steps=2, generation_batch=4,
-                      threads=1, device="cpu")
+    cfg = BenchConfig(
+        batch_sizes=(4,),
+        steps=3,
+        repeats=2,
+        compile=False,
+        generation_sizes=(6, 12),
+        generation_steps=2,
+        generation_batch=4,
+        threads=1,
+        device="cpu",
+    )
     return run_bench(cfg, log=lambda line: None)
 
 
@@ -86,14 +102,18 @@ def test_bench_times_the_peers_and_counts_the_operators_of_a_step(tiny_payload):
         assert "`import diffusers` failed" in notes and "pip install" in notes
     else:
         peers = {v["peer"]: v for v in batch["peers"]}
-        assert set(peers) >= {"diffusers DDPM", "diffusers DPM-Solver++(2M)-50",
-                              "diffusers DDIM-50"}
+        assert set(peers) >= {
+            "diffusers DDPM",
+            "diffusers DPM-Solver++(2M)-50",
+            "diffusers DDIM-50",
+        }
         ddpm = peers["diffusers DDPM"]
         assert (ddpm["library"], ddpm["steps"]) == ("eager", 3)  # the eager row's steps
         assert rows["diffusers DDIM-50"]["per_1000_steps"] is None  # a whole 50-step run
         for v in peers.values():
-            assert v["ratio"] == pytest.approx(rows[v["library"]]["seconds"]
-                                               / rows[v["peer"]]["seconds"])
+            assert v["ratio"] == pytest.approx(
+                rows[v["library"]]["seconds"] / rows[v["peer"]]["seconds"]
+            )
         assert "### Against the peers" in md and "| eager | diffusers DDPM | 3 |" in md
     if importlib.util.find_spec("k_diffusion") is None:
         assert "`import k_diffusion` failed" in notes and "- k-diffusion peer not measured" in md
@@ -129,17 +149,33 @@ def test_committed_tables_are_rendered_from_their_json():
     from diffusion_lib.bench.speed import render
     from diffusion_lib.bench.tables import RESULTS_DIR
 
-    names = [p.stem for p in RESULTS_DIR.glob("*.json") if p.stem == "cpu" or
-             p.stem.startswith("cuda-")]
+    names = [
+        p.stem for p in RESULTS_DIR.glob("*.json") if p.stem == "cpu" or p.stem.startswith("cuda-")
+    ]
     assert "cpu" in names  # the deliverable
     for name in names:
         assert (RESULTS_DIR / f"{name}.md").read_text() == render(name), name
 
 
 def test_bench_cli_writes_json_and_markdown_where_asked(tmp_path, capsys):
-    args = ["bench", "--steps", "2", "--batch-sizes", "2", "--repeats", "1", "--no-compile",
-            "--generation-sizes", "0", "--threads", "1", "--device", "cpu", "--out",
-            str(tmp_path)]
+    args = [
+        "bench",
+        "--steps",
+        "2",
+        "--batch-sizes",
+        "2",
+        "--repeats",
+        "1",
+        "--no-compile",
+        "--generation-sizes",
+        "0",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path),
+    ]
     assert main(args) == 0
     payload = json.loads((tmp_path / "cpu.json").read_text())
     assert payload["command"] == "python -m diffusion_lib " + " ".join(args)

@@ -37,8 +37,16 @@ def test_the_affine_trick_equals_the_ddim_moment_recursion(steps):
 def test_ode_output_matches_a_monte_carlo_run_and_the_exact_ode_solution():
     x_T = torch.randn(20_000, 1, generator=torch.Generator().manual_seed(0))
     oracle = GaussianOracle(LINEAR, MU, S)
-    out = sample(oracle, LINEAR, (20_000, 1), sampler="heun", steps=20, x_T=x_T,
-                 x0_mode="none", progress=False).double()
+    out = sample(
+        oracle,
+        LINEAR,
+        (20_000, 1),
+        sampler="heun",
+        steps=20,
+        x_T=x_T,
+        x0_mode="none",
+        progress=False,
+    ).double()
     m, sd, nfe = exact_output(LINEAR, "heun", 20, mean=MU, std=S)
     assert nfe == 39  # two calls a step, one at the last
     # the map is affine: the same k, c on every x_T (float32 rounding)
@@ -53,7 +61,8 @@ def test_ode_output_matches_a_monte_carlo_run_and_the_exact_ode_solution():
 
 def test_ddpm_goes_through_exact_moments_and_unknown_samplers_are_named():
     assert exact_output(LINEAR, "ddpm", 10, mean=MU, std=S)[:2] == pytest.approx(
-        exact_moments(LINEAR, "ddpm", 10, mean=MU, std=S))
+        exact_moments(LINEAR, "ddpm", 10, mean=MU, std=S)
+    )
     with pytest.raises(ValueError, match="unknown sampler 'naive_strided'"):
         exact_output(LINEAR, "naive_strided", 10, mean=MU, std=S)
 

@@ -14,11 +14,33 @@ import torch
 from diffusion_lib.cli import main
 from diffusion_lib.pretrained import WEIGHTS_DIR
 
-GEN = ["generate", "--no-progress", "--model", "digits", "-n", "4", "--steps", "3",
-       "--threads", "1"]
+GEN = [
+    "generate",
+    "--no-progress",
+    "--model",
+    "digits",
+    "-n",
+    "4",
+    "--steps",
+    "3",
+    "--threads",
+    "1",
+]
 TRAIN = ["train", "--model", "moons", "--steps", "2", "--no-progress", "--threads", "1"]
-BENCH = ["bench", "--no-compile", "--generation-sizes", "0", "--repeats", "1", "--threads", "1",
-         "--batch-sizes", "2", "--steps", "2"]
+BENCH = [
+    "bench",
+    "--no-compile",
+    "--generation-sizes",
+    "0",
+    "--repeats",
+    "1",
+    "--threads",
+    "1",
+    "--batch-sizes",
+    "2",
+    "--steps",
+    "2",
+]
 
 
 @pytest.fixture
@@ -76,8 +98,10 @@ def _fails(argv: list[str], capsys, *words: str, code: int = 2) -> str:
         (["--indices", "-1:2"], ["invalid indices"]),
         (["--indices", "2:99"], ["indices", "n = 4"]),
         (["--threads", "0"], ["--threads", ">= 1"]),
-        (["--preset", "recommended", "--eta", "0.5"],
-         ["--preset recommended", "drop --steps, --eta", "or drop --preset"]),
+        (
+            ["--preset", "recommended", "--eta", "0.5"],
+            ["--preset recommended", "drop --steps, --eta", "or drop --preset"],
+        ),
         (["--preset", "recommended", "--sampler", "ddim"], ["drop --sampler, --steps"]),
     ],
 )
@@ -87,8 +111,13 @@ def test_generate_numbers_are_checked_where_they_enter(extra, words, tmp_path, c
 
 
 def test_a_long_list_of_bad_labels_is_summarised(tmp_path, capsys):
-    err = _fails([*GEN, "--out", str(tmp_path / "o"), "--labels", "0-99999"], capsys,
-                 "out of range", "(99990 values)", "classes are 0-9")
+    err = _fails(
+        [*GEN, "--out", str(tmp_path / "o"), "--labels", "0-99999"],
+        capsys,
+        "out of range",
+        "(99990 values)",
+        "classes are 0-9",
+    )
     assert len(err) < 300
 
 
@@ -97,8 +126,11 @@ def test_labels_huge_range_is_refused_before_expansion(tmp_path, capsys, monkeyp
         raise AssertionError("the range was expanded")
 
     monkeypatch.setattr("diffusion_lib.generate.config.range", no_range, raising=False)
-    _fails([*GEN, "--out", str(tmp_path / "o"), "--labels", "0-99999999999999999999"], capsys,
-           "at most 100000")
+    _fails(
+        [*GEN, "--out", str(tmp_path / "o"), "--labels", "0-99999999999999999999"],
+        capsys,
+        "at most 100000",
+    )
 
 
 # ------------------------------------------------------------ devices
@@ -133,9 +165,7 @@ def _bad_outs(tmp_path: Path) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("command", ["generate", "train", "bench"])
-def test_an_output_path_that_cannot_be_written_is_refused_first(
-    command, tmp_path, capsys, no_work
-):
+def test_an_output_path_that_cannot_be_written_is_refused_first(command, tmp_path, capsys, no_work):
     argv = {"generate": GEN, "train": TRAIN, "bench": BENCH}[command]
     for out, word in _bad_outs(tmp_path):
         before = _snapshot(tmp_path)
@@ -256,5 +286,6 @@ def test_help_states_the_thread_default(capsys):
         main(["generate", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert f"here {default_threads()})" in text
-    assert default_threads() == (1 if (os.cpu_count() or 1) <= 2 else
-                                 min(4, (os.cpu_count() or 1) // 2))
+    assert default_threads() == (
+        1 if (os.cpu_count() or 1) <= 2 else min(4, (os.cpu_count() or 1) // 2)
+    )

@@ -17,11 +17,38 @@ from diffusion_lib.cli import main
 from diffusion_lib.device import check_threads, is_out_of_memory, max_threads
 from diffusion_lib.pretrained import load_pretrained
 
-GEN = ["generate", "--no-progress", "--model", "digits", "-n", "4", "--steps", "2",
-       "--labels", "0-9", "--threads", "1", "--batch-size", "2"]
+GEN = [
+    "generate",
+    "--no-progress",
+    "--model",
+    "digits",
+    "-n",
+    "4",
+    "--steps",
+    "2",
+    "--labels",
+    "0-9",
+    "--threads",
+    "1",
+    "--batch-size",
+    "2",
+]
 TRAIN = ["train", "--model", "moons", "--steps", "20", "--no-progress", "--threads", "1"]
-BENCH = ["bench", "--no-compile", "--generation-sizes", "0", "--repeats", "1", "--threads", "1",
-         "--batch-sizes", "2", "--steps", "2", "--no-write"]
+BENCH = [
+    "bench",
+    "--no-compile",
+    "--generation-sizes",
+    "0",
+    "--repeats",
+    "1",
+    "--threads",
+    "1",
+    "--batch-sizes",
+    "2",
+    "--steps",
+    "2",
+    "--no-write",
+]
 
 
 def _alloc_error() -> RuntimeError:
@@ -34,17 +61,29 @@ def _alloc_error() -> RuntimeError:
 
 
 OOM = [
-    pytest.param(lambda: torch.OutOfMemoryError(
-        "CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.11 GiB total capacity)"),
-        id="cuda-oom"),
+    pytest.param(
+        lambda: torch.OutOfMemoryError(
+            "CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.11 GiB total capacity)"
+        ),
+        id="cuda-oom",
+    ),
     pytest.param(_alloc_error, id="cpu-allocator-real"),
     pytest.param(lambda: RuntimeError("std::bad_alloc"), id="bad-alloc"),
-    pytest.param(lambda: RuntimeError(
-        "[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: not enough memory: "
-        "you tried to allocate 1638400000 bytes."), id="cpu-not-enough"),
+    pytest.param(
+        lambda: RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: not enough memory: "
+            "you tried to allocate 1638400000 bytes."
+        ),
+        id="cpu-not-enough",
+    ),
     pytest.param(lambda: MemoryError(), id="memory-error-bare"),
-    pytest.param(lambda: MemoryError("Unable to allocate 728. TiB for an array with shape "
-                                     "(100000000000000,) and data type float64"), id="numpy"),
+    pytest.param(
+        lambda: MemoryError(
+            "Unable to allocate 728. TiB for an array with shape "
+            "(100000000000000,) and data type float64"
+        ),
+        id="numpy",
+    ),
 ]
 
 
@@ -65,18 +104,24 @@ def _one_line(capsys, *words: str, absent: tuple[str, ...] = ()) -> str:
 def _raiser(make):
     def raise_it(*args, **kwargs):
         raise make()
+
     return raise_it
 
 
 # ------------------------------------------------------------ out of memory
 @pytest.mark.parametrize("make", OOM)
-def test_out_of_memory_while_sampling_names_the_batch_options(make, tmp_path, capsys,
-                                                              monkeypatch):
+def test_out_of_memory_while_sampling_names_the_batch_options(make, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("diffusion_lib.generate.run.sample", _raiser(make))
     out = tmp_path / "run"
     assert main([*GEN, "--out", str(out)]) == 1
-    _one_line(capsys, "out of", "memory", "--batch-size (now 2", "--model-batch (now 64",
-              absent=BLAMES_SHAPE)
+    _one_line(
+        capsys,
+        "out of",
+        "memory",
+        "--batch-size (now 2",
+        "--model-batch (now 64",
+        absent=BLAMES_SHAPE,
+    )
     assert not out.exists()  # nothing made, so nothing kept
 
 
@@ -96,18 +141,26 @@ def test_out_of_memory_in_the_first_model_call_is_not_blamed_on_the_shape(
         def forward(self, x, t, labels=None):
             raise make()
 
-    monkeypatch.setattr("diffusion_lib.cli.generate._load_model",
-                        lambda name, device: (Hungry(), schedule, "digits"))
+    monkeypatch.setattr(
+        "diffusion_lib.cli.generate._load_model",
+        lambda name, device: (Hungry(), schedule, "digits"),
+    )
     out = tmp_path / "run"
     assert main([*GEN, "--model-batch", "0", "--out", str(out)]) == 1
-    _one_line(capsys, "out of", "--batch-size (now 2", "--model-batch (now 0, whole batches",
-              absent=BLAMES_SHAPE)
+    _one_line(
+        capsys,
+        "out of",
+        "--batch-size (now 2",
+        "--model-batch (now 0, whole batches",
+        absent=BLAMES_SHAPE,
+    )
     assert not out.exists()
 
 
 @pytest.mark.parametrize("make", OOM)
-def test_out_of_memory_in_train_names_batch_size_and_writes_nothing(make, tmp_path, capsys,
-                                                                   monkeypatch):
+def test_out_of_memory_in_train_names_batch_size_and_writes_nothing(
+    make, tmp_path, capsys, monkeypatch
+):
     monkeypatch.setattr("diffusion_lib.train.train", _raiser(make))
     assert main([*TRAIN, "--batch-size", "4096", "--out", str(tmp_path / "m")]) == 1
     _one_line(capsys, "out of", "--batch-size (now 4096)", "no checkpoint was written")
@@ -121,8 +174,9 @@ def test_out_of_memory_in_bench_names_batch_sizes(make, capsys, monkeypatch):
     _one_line(capsys, "out of", "--batch-sizes (now 2)")
 
 
-@pytest.mark.parametrize("error", [RuntimeError("boom"), RuntimeError("shape mismatch"),
-                                   ValueError("a plain error")])
+@pytest.mark.parametrize(
+    "error", [RuntimeError("boom"), RuntimeError("shape mismatch"), ValueError("a plain error")]
+)
 def test_other_errors_are_not_called_out_of_memory(error, tmp_path, capsys, monkeypatch):
     assert not is_out_of_memory(error)
     monkeypatch.setattr("diffusion_lib.generate.run.sample", _raiser(lambda: error))
@@ -134,8 +188,11 @@ def test_other_errors_are_not_called_out_of_memory(error, tmp_path, capsys, monk
 BIG = [max_threads() + 1, 100_000, 10**9, 2**31]
 
 
-WORK = ("diffusion_lib.train.train", "diffusion_lib.cli.bench.run_bench",
-        "diffusion_lib.cli.generate._load_model")
+WORK = (
+    "diffusion_lib.train.train",
+    "diffusion_lib.cli.bench.run_bench",
+    "diffusion_lib.cli.generate._load_model",
+)
 
 
 @pytest.fixture
@@ -168,15 +225,19 @@ def test_the_thread_bound_is_four_times_the_cores():
 @pytest.mark.parametrize("lr", ["1e30", "1e15", "1e8"])
 def test_a_diverging_train_stops_in_one_line_and_writes_no_checkpoint(lr, tmp_path, capsys):
     assert main([*TRAIN, "--lr", lr, "--out", str(tmp_path / "m")]) == 1
-    _one_line(capsys, "training loss became", "lower the learning rate (--lr)",
-              "No checkpoint was written")
+    _one_line(
+        capsys,
+        "training loss became",
+        "lower the learning rate (--lr)",
+        "No checkpoint was written",
+    )
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("value, at", [(float("nan"), 1), (float("inf"), 3),
-                                       (float("-inf"), 20)])
-def test_a_loss_that_turns_non_finite_at_any_step_stops_the_run(value, at, tmp_path, capsys,
-                                                                monkeypatch):
+@pytest.mark.parametrize("value, at", [(float("nan"), 1), (float("inf"), 3), (float("-inf"), 20)])
+def test_a_loss_that_turns_non_finite_at_any_step_stops_the_run(
+    value, at, tmp_path, capsys, monkeypatch
+):
     import diffusion_lib.train as train_module
 
     real, calls = train_module.F.mse_loss, {"n": 0}
@@ -208,12 +269,16 @@ def test_non_finite_weights_after_training_are_never_saved(tmp_path, capsys, mon
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("make", [
-    lambda root: root,                                     # the directory itself
-    lambda root: _mkdir(root / "weights"),                 # an empty directory
-    lambda root: _mkdir(root / "full", "keep.txt"),        # a directory with files
-    lambda root: _mkdir(root / "m.json"),                  # a directory with a file's name
-], ids=["tmp", "empty", "full", "json-named"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda root: root,  # the directory itself
+        lambda root: _mkdir(root / "weights"),  # an empty directory
+        lambda root: _mkdir(root / "full", "keep.txt"),  # a directory with files
+        lambda root: _mkdir(root / "m.json"),  # a directory with a file's name
+    ],
+    ids=["tmp", "empty", "full", "json-named"],
+)
 def test_train_out_naming_a_directory_is_a_bad_argument(make, tmp_path, capsys, no_work):
     target = make(tmp_path)
     before = sorted(p.name for p in tmp_path.rglob("*"))

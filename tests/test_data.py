@@ -45,8 +45,9 @@ def test_digits_split_is_fixed_disjoint_complete_and_stratified():
     # the split does not change between calls (it is cached and seeded)
     assert load_digits_split() is split
     first = split.heldout_images[0].flatten()
-    assert torch.equal(first, reference[int(np.flatnonzero(
-        (reference == first).all(dim=1).numpy())[0])])
+    assert torch.equal(
+        first, reference[int(np.flatnonzero((reference == first).all(dim=1).numpy())[0])]
+    )
 
 
 @pytest.mark.parametrize("name", sorted(TOY_SAMPLERS))

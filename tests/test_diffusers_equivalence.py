@@ -38,8 +38,9 @@ def same_alpha_bar(name: str) -> NoiseSchedule:
     float32 betas; ours are float64): the comparisons then test the samplers alone."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return schedule_from_diffusers(diffusers.DDPMScheduler(num_train_timesteps=T,
-                                                               beta_schedule=name))
+        return schedule_from_diffusers(
+            diffusers.DDPMScheduler(num_train_timesteps=T, beta_schedule=name)
+        )
 
 
 SCHEDULES = {name: (lambda n=name: same_alpha_bar(n)) for name in OURS}
@@ -71,8 +72,11 @@ def ddpm_scheduler(name: str, variance: str, clip: bool, spacing: str = "leading
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return diffusers.DDPMScheduler(
-            num_train_timesteps=T, beta_schedule=name, variance_type=variance,
-            clip_sample=clip, timestep_spacing=spacing,
+            num_train_timesteps=T,
+            beta_schedule=name,
+            variance_type=variance,
+            clip_sample=clip,
+            timestep_spacing=spacing,
         )
 
 
@@ -80,15 +84,26 @@ def ddim_scheduler(name: str, clip: bool, spacing: str = "leading", alpha_one: b
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return diffusers.DDIMScheduler(
-            num_train_timesteps=T, beta_schedule=name, clip_sample=clip,
-            timestep_spacing=spacing, set_alpha_to_one=alpha_one,
+            num_train_timesteps=T,
+            beta_schedule=name,
+            clip_sample=clip,
+            timestep_spacing=spacing,
+            set_alpha_to_one=alpha_one,
         )
 
 
 def ours(name: str, steps: int, **kw) -> torch.Tensor:
     schedule = SCHEDULES[name]()
-    return sample(GaussianOracle(schedule, MU, S), schedule, SHAPE, steps=steps, x_T=x_T(),
-                  step_noise=z_of, progress=False, **kw)
+    return sample(
+        GaussianOracle(schedule, MU, S),
+        schedule,
+        SHAPE,
+        steps=steps,
+        x_T=x_T(),
+        step_noise=z_of,
+        progress=False,
+        **kw,
+    )
 
 
 def oracle(name: str) -> GaussianOracle:
@@ -105,31 +120,45 @@ def test_the_schedules_are_the_same_up_to_diffusers_float32_cumprod(name):
     assert rel.max() < 5e-5 and rel[:100].max() < 1e-6, rel.max()
 
 
-
-@pytest.mark.parametrize("name, steps", [("linear", 1000), ("linear", 50),
-                                         ("squaredcos_cap_v2", 50), ("squaredcos_cap_v2", 10)])
+@pytest.mark.parametrize(
+    "name, steps",
+    [("linear", 1000), ("linear", 50), ("squaredcos_cap_v2", 50), ("squaredcos_cap_v2", 10)],
+)
 @pytest.mark.parametrize("variance", ["fixed_small", "fixed_large"])
 @pytest.mark.parametrize("clip", [False, True])
 def test_ddpm_equals_diffusers(name, variance, clip, steps):
     ref = run_diffusers(ddpm_scheduler(name, variance, clip), oracle(name), steps)
-    got = ours(name, steps, sampler="ddpm", spacing="leading",
-               variance="beta_tilde" if variance == "fixed_small" else "beta",
-               x0_mode="clip" if clip else "none")
+    got = ours(
+        name,
+        steps,
+        sampler="ddpm",
+        spacing="leading",
+        variance="beta_tilde" if variance == "fixed_small" else "beta",
+        x0_mode="clip" if clip else "none",
+    )
     torch.testing.assert_close(got, ref, rtol=0, atol=ATOL[name] * (3 if steps == 1000 else 1))
 
 
 @pytest.mark.parametrize("name", SCHEDULES)
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 @pytest.mark.parametrize("clip, rederive", [(False, True), (True, True), (True, False)])
-@pytest.mark.parametrize("spacing, steps", [("leading", 50), ("leading", 10),
-                                            ("trailing", 50), ("trailing", 8)])
+@pytest.mark.parametrize(
+    "spacing, steps", [("leading", 50), ("leading", 10), ("trailing", 50), ("trailing", 8)]
+)
 @pytest.mark.parametrize("alpha_one", [True, False])
 def test_ddim_equals_diffusers(name, eta, clip, rederive, spacing, steps, alpha_one):
     sched = ddim_scheduler(name, clip, spacing, alpha_one)
     ref = run_diffusers(sched, oracle(name), steps, eta=eta, use_clipped_model_output=rederive)
-    got = ours(name, steps, sampler="ddim", eta=eta, spacing=spacing,
-               x0_mode="clip" if clip else "none", rederive_eps=rederive,
-               final_alpha="one" if alpha_one else "first")
+    got = ours(
+        name,
+        steps,
+        sampler="ddim",
+        eta=eta,
+        spacing=spacing,
+        x0_mode="clip" if clip else "none",
+        rederive_eps=rederive,
+        final_alpha="one" if alpha_one else "first",
+    )
     torch.testing.assert_close(got, ref, rtol=0, atol=ATOL[name])
 
 
@@ -138,8 +167,7 @@ def test_ddpm_trailing_with_posterior_variance_equals_diffusers(name):
     # diffusers adds noise at its last trailing step too, but with σ² = β̃ = 0 there
     # (clamped to 1e-20): the same samples
     ref = run_diffusers(ddpm_scheduler(name, "fixed_small", False, "trailing"), oracle(name), 50)
-    got = ours(name, 50, sampler="ddpm", spacing="trailing", variance="beta_tilde",
-               x0_mode="none")
+    got = ours(name, 50, sampler="ddpm", spacing="trailing", variance="beta_tilde", x0_mode="none")
     torch.testing.assert_close(got, ref, rtol=0, atol=ATOL[name])
 
 
@@ -155,16 +183,26 @@ def test_diffusers_ddpm_loses_digits_at_the_cosine_start(variance):
 
     name, steps = "squaredcos_cap_v2", 1000
     theirs = run_diffusers(ddpm_scheduler(name, variance, False), oracle(name), steps)
-    got = ours(name, steps, sampler="ddpm", spacing="leading", x0_mode="none",
-               variance="beta_tilde" if variance == "fixed_small" else "beta")
+    got = ours(
+        name,
+        steps,
+        sampler="ddpm",
+        spacing="leading",
+        x0_mode="none",
+        variance="beta_tilde" if variance == "fixed_small" else "beta",
+    )
     a_bar = SCHEDULES[name]().alphas_cumprod_f64
-    ref = reference_run(a_bar, np.arange(T), x_T().double().numpy(),
-                        [z_of(k).double().numpy() for k in range(steps - 1)], "ddpm",
-                        variance="beta_tilde" if variance == "fixed_small" else "beta")
+    ref = reference_run(
+        a_bar,
+        np.arange(T),
+        x_T().double().numpy(),
+        [z_of(k).double().numpy() for k in range(steps - 1)],
+        "ddpm",
+        variance="beta_tilde" if variance == "fixed_small" else "beta",
+    )
     err_ours = np.abs(got.double().numpy() - ref).max()
     err_theirs = np.abs(theirs.double().numpy() - ref).max()
     assert err_ours < 3e-5 and err_theirs > 1e-4 and err_theirs > 5 * err_ours
-
 
 
 def test_ddpm_trailing_with_beta_variance_adds_noise_at_the_end_in_diffusers():

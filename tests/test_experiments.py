@@ -47,8 +47,11 @@ def test_several_seeds_average_each_column_and_keep_the_values(digits):
     assert a["fd"] == sum(a["fd_seeds"]) / 2 and a["fd_se"] == over_seeds(a["fd_seeds"]).se
     assert a["fd_floor"] == one[0][0]["fd_floor"]  # depends on n and the classes only
     diff = paired_difference(b, a)
-    assert diff.value == (b["fd_seeds"][0] - a["fd_seeds"][0] + b["fd_seeds"][1]
-                          - a["fd_seeds"][1]) / 2 and diff.n == 2
+    assert (
+        diff.value
+        == (b["fd_seeds"][0] - a["fd_seeds"][0] + b["fd_seeds"][1] - a["fd_seeds"][1]) / 2
+        and diff.n == 2
+    )
     with pytest.raises(ValueError, match="same >= 2 seeds"):
         paired_difference(b, one[0][0])
     with pytest.raises(ValueError, match="distinct ints"):
@@ -65,9 +68,20 @@ def test_seeds_draw_disjoint_noise(digits, monkeypatch):
         return torch.zeros(shape), 1.0
 
     monkeypatch.setattr(sweeps, "_timed_sample", fake)
-    monkeypatch.setattr(sweeps, "digits_quality", lambda *a, **k: DigitsQuality(
-        n=3, fd=1.0, fd_floor=1.0, fd_ratio=1.0, accuracy=1.0, diversity=1.0,
-        diversity_real=1.0, class_histogram=[0] * 10))
+    monkeypatch.setattr(
+        sweeps,
+        "digits_quality",
+        lambda *a, **k: DigitsQuality(
+            n=3,
+            fd=1.0,
+            fd_floor=1.0,
+            fd_ratio=1.0,
+            accuracy=1.0,
+            diversity=1.0,
+            diversity_real=1.0,
+            class_histogram=[0] * 10,
+        ),
+    )
     model, schedule = digits
     sampler_grid(model, schedule, [SamplerSetting("ddim", 2)], n=3, seed=[0, 1, 2])
     assert seen == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]  # seed s: s·n … s·n + n − 1

@@ -66,8 +66,9 @@ def test_graph_progressive_steps_are_copies_with_the_eager_values(oracle):
     eager = list(sample_progressive(model, schedule, (4, 1, 4, 4), **kw))
     seen = []
     graphed = list(
-        sample_progressive(model, schedule, (4, 1, 4, 4), cuda_graph=True, callback=seen.append,
-                           **kw)
+        sample_progressive(
+            model, schedule, (4, 1, 4, 4), cuda_graph=True, callback=seen.append, **kw
+        )
     )
     assert [s.t for s in graphed] == [s.t for s in eager] and len(seen) == 6
     for a, b in zip(eager, graphed, strict=True):
@@ -82,8 +83,17 @@ def test_graph_step_is_right_not_just_repeatable():
     # the exact Gaussian oracle: DDIM-50 through the graph step keeps the data mean
     schedule = linear_schedule(1000)
     model = GaussianOracle(schedule, mean=0.3, std=0.2)
-    x = sample(model, schedule, (4000, 1), sampler="ddim", steps=50, x0_mode="none", seed=0,
-               progress=False, cuda_graph=True)
+    x = sample(
+        model,
+        schedule,
+        (4000, 1),
+        sampler="ddim",
+        steps=50,
+        x0_mode="none",
+        seed=0,
+        progress=False,
+        cuda_graph=True,
+    )
     assert abs(x.mean().item() - 0.3) < 0.01
 
 
@@ -96,8 +106,17 @@ def test_no_step_reads_a_tensor_back_to_the_host(graph, kw):
     model, schedule = load_pretrained("digits", device="cpu")
     meta = copy.deepcopy(model).to("meta")
     kw = {**kw, "labels": [0, 1, 2, 1, 0]} if "labels" in kw or graph else kw
-    steps = sample_progressive(meta, schedule, (5, 1, 8, 8), seed=0, progress=False,
-                               device="meta", cuda_graph=graph, _copy_steps=False, **kw)
+    steps = sample_progressive(
+        meta,
+        schedule,
+        (5, 1, 8, 8),
+        seed=0,
+        progress=False,
+        device="meta",
+        cuda_graph=graph,
+        _copy_steps=False,
+        **kw,
+    )
     n = kw["steps"]
     done = list(itertools.islice(steps, n))  # all steps; the final NaN check is not a step
     steps.close()
@@ -211,8 +230,11 @@ def test_cuda_graph_matches_eager_on_cuda(kw):
 
 
 def test_exact_fp32_turns_tf32_off_and_restores_it_even_after_an_error():
-    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
-              torch.get_float32_matmul_precision())
+    before = (
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.get_float32_matmul_precision(),
+    )
     torch.backends.cudnn.allow_tf32 = True
     try:
         with pytest.raises(KeyError), exact_fp32():
@@ -234,13 +256,36 @@ def test_cuda_identities_of_notebooks_04_and_05_hold_in_exact_fp32():
     shape, labels = (10, 1, 8, 8), torch.arange(10)
     x_T = torch.randn(shape, generator=torch.Generator().manual_seed(1))
     with exact_fp32():
-        ddim = sample(model, schedule, shape, sampler="ddim", eta=1.0, steps=25, x_T=x_T,
-                      labels=labels, seed=2, progress=False)
-        ddpm = sample(model, schedule, shape, steps=25, x_T=x_T, labels=labels, seed=2,
-                      progress=False)
-        two, one = (sample(model, schedule, (100, 1, 8, 8), labels=torch.arange(100) % 10,
-                           guidance_scale=3.0, cfg_mode=mode, seed=0, sampler="ddim",
-                           steps=25, progress=False) for mode in ("two_pass", "batched"))
+        ddim = sample(
+            model,
+            schedule,
+            shape,
+            sampler="ddim",
+            eta=1.0,
+            steps=25,
+            x_T=x_T,
+            labels=labels,
+            seed=2,
+            progress=False,
+        )
+        ddpm = sample(
+            model, schedule, shape, steps=25, x_T=x_T, labels=labels, seed=2, progress=False
+        )
+        two, one = (
+            sample(
+                model,
+                schedule,
+                (100, 1, 8, 8),
+                labels=torch.arange(100) % 10,
+                guidance_scale=3.0,
+                cfg_mode=mode,
+                seed=0,
+                sampler="ddim",
+                steps=25,
+                progress=False,
+            )
+            for mode in ("two_pass", "batched")
+        )
     assert (ddim - ddpm).abs().max().item() < 1e-4
     assert (two - one).abs().max().item() < 1e-4
 
@@ -249,9 +294,19 @@ def test_cuda_identities_of_notebooks_04_and_05_hold_in_exact_fp32():
 def test_cuda_loop_never_synchronises_after_the_first_step():
     model, schedule = load_pretrained("digits", device="cuda")
     for graph in (False, True):
-        steps = sample_progressive(model, schedule, (64, 1, 8, 8), sampler="ddpm", steps=40,
-                                   seed=0, progress=False, cuda_graph=graph, labels=3,
-                                   guidance_scale=3.0, _copy_steps=False)
+        steps = sample_progressive(
+            model,
+            schedule,
+            (64, 1, 8, 8),
+            sampler="ddpm",
+            steps=40,
+            seed=0,
+            progress=False,
+            cuda_graph=graph,
+            labels=3,
+            guidance_scale=3.0,
+            _copy_steps=False,
+        )
         next(steps)
         torch.cuda.set_sync_debug_mode("error")
         try:
@@ -283,8 +338,9 @@ def test_cuda_bf16_and_compile_with_graph_stay_close():
     fast = AutocastModel(model, "bf16", check_finite=False)
     bf16 = sample(fast, schedule, shape, cuda_graph=True, **kw)
     assert (bf16 - ref).abs().mean().item() < 0.05
-    compiled, status = compile_model(model, (torch.zeros(shape, device="cuda"),
-                                             torch.zeros(16, dtype=torch.long, device="cuda")))
+    compiled, status = compile_model(
+        model, (torch.zeros(shape, device="cuda"), torch.zeros(16, dtype=torch.long, device="cuda"))
+    )
     if status == "compiled":
         out = sample(compiled, schedule, shape, cuda_graph=True, **kw)
         assert (out - ref).abs().max().item() < 1e-2
@@ -294,8 +350,22 @@ def test_generate_cli_cuda_graph_changes_no_image(tmp_path):
     from diffusion_lib.cli import main
     from diffusion_lib.generate import file_name
 
-    common = ["generate", "--model", "digits", "-n", "7", "--steps", "4", "--labels", "0-9",
-              "--guidance", "2", "--no-progress", "--threads", "1"]
+    common = [
+        "generate",
+        "--model",
+        "digits",
+        "-n",
+        "7",
+        "--steps",
+        "4",
+        "--labels",
+        "0-9",
+        "--guidance",
+        "2",
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
     assert main([*common, "--batch-size", "3", "--out", str(tmp_path / "a")]) == 0
     assert main([*common, "--batch-size", "5", "--cuda-graph", "--out", str(tmp_path / "b")]) == 0
     for k in range(7):
@@ -309,8 +379,20 @@ def test_generate_bf16_is_a_recorded_setting_and_old_runs_still_resume(tmp_path)
     from diffusion_lib.cli import main
     from diffusion_lib.generate import file_name
 
-    common = ["generate", "--model", "digits", "-n", "4", "--steps", "4", "--labels", "3",
-              "--no-progress", "--threads", "1"]
+    common = [
+        "generate",
+        "--model",
+        "digits",
+        "-n",
+        "4",
+        "--steps",
+        "4",
+        "--labels",
+        "3",
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
     assert main([*common, "--precision", "bf16", "--out", str(tmp_path / "bf16")]) == 0
     assert json.loads((tmp_path / "bf16" / "run.json").read_text())["precision"] == "bf16"
     assert main([*common, "--out", str(tmp_path / "bf16")]) == 2  # fp32 into a bf16 run

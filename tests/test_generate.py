@@ -352,12 +352,28 @@ def test_parse_labels_and_indices():
             parse_indices(bad, 10)
 
 
-def test_sigma_schedule_is_a_recorded_setting_and_old_runs_still_resume(checkpoints, tmp_path,
-                                                                         capsys):
+def test_sigma_schedule_is_a_recorded_setting_and_old_runs_still_resume(
+    checkpoints, tmp_path, capsys
+):
     out = tmp_path / "ode"
-    args = ["generate", "--model", str(checkpoints["cond"]), "--out", str(out), "-n", "2",
-            "--sampler", "heun", "--steps", "4", "--labels", "1", "--threads", "1",
-            "--no-progress"]
+    args = [
+        "generate",
+        "--model",
+        str(checkpoints["cond"]),
+        "--out",
+        str(out),
+        "-n",
+        "2",
+        "--sampler",
+        "heun",
+        "--steps",
+        "4",
+        "--labels",
+        "1",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
     assert main([*args, "--sigma-schedule", "uniform"]) == 0
     assert json.loads((out / "run.json").read_text())["sigma_schedule"] == "uniform"
     capsys.readouterr()

@@ -22,8 +22,24 @@ from diffusion_lib.pretrained import load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 6
-ARGS = ["generate", "--no-progress", "--model", "digits", "-n", str(N), "--steps", "2",
-        "--labels", "0-9", "--seed", "3", "--threads", "1", "--batch-size", "2"]
+ARGS = [
+    "generate",
+    "--no-progress",
+    "--model",
+    "digits",
+    "-n",
+    str(N),
+    "--steps",
+    "2",
+    "--labels",
+    "0-9",
+    "--seed",
+    "3",
+    "--threads",
+    "1",
+    "--batch-size",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +105,12 @@ def test_is_whole_png(tmp_path, clean):
 def test_stale_temp_files_of_any_process_are_removed(clean, tmp_path):
     out = tmp_path / "run"
     assert main([*ARGS, "--out", str(out), "--indices", "0:2"]) == 0
-    for name in ("sample_00003.png.tmp", "sample_00003.png.12345.tmp", "run.json.999.tmp",
-                 "manifest.csv.tmp"):
+    for name in (
+        "sample_00003.png.tmp",
+        "sample_00003.png.12345.tmp",
+        "run.json.999.tmp",
+        "manifest.csv.tmp",
+    ):
         (out / name).write_bytes(b"")
     assert main([*ARGS, "--out", str(out)]) == 0
     assert _temps(out) == [] and _files(out) == clean
@@ -115,10 +135,16 @@ def test_plans_prepared_side_by_side_never_mix(tmp_path):
     """The review's F5: prepare A, prepare B, run A, run B into one empty directory."""
     model, schedule = load_pretrained("digits")
     out = tmp_path / "run"
-    a = prepare(model, schedule, out, GenerateConfig(n=2, steps=2, seed=0, labels=(1,)),
-                model_name="digits")
-    b = prepare(model, schedule, out, GenerateConfig(n=3, steps=3, seed=100, labels=(1,)),
-                model_name="digits")
+    a = prepare(
+        model, schedule, out, GenerateConfig(n=2, steps=2, seed=0, labels=(1,)), model_name="digits"
+    )
+    b = prepare(
+        model,
+        schedule,
+        out,
+        GenerateConfig(n=3, steps=3, seed=100, labels=(1,)),
+        model_name="digits",
+    )
     run_plan(a, progress=False)
 
     def files() -> dict[str, bytes]:  # .lock is B's to take: its stamp may change
@@ -135,8 +161,10 @@ def test_two_processes_at_once_never_crash_or_mix(clean, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "diffusion_lib", *ARGS, "--batch-size", "1", "--out", str(out)]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
     for proc in procs:
         proc.stdout.close()
@@ -172,8 +200,10 @@ def _disk_full_after(monkeypatch, target: str, calls: int) -> None:
         monkeypatch.setattr(f"{module}.write_atomic", write_atomic)
 
 
-@pytest.mark.parametrize(("target", "calls", "images_left"),
-                         [("sample_", 3, 3), ("run.json", 0, 0), ("manifest.csv", 0, N)])
+@pytest.mark.parametrize(
+    ("target", "calls", "images_left"),
+    [("sample_", 3, 3), ("run.json", 0, 0), ("manifest.csv", 0, N)],
+)
 def test_a_full_disk_is_one_line_and_the_rerun_finishes(
     target, calls, images_left, clean, tmp_path, capsys, monkeypatch
 ):
@@ -196,8 +226,22 @@ def test_train_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr("diffusion_lib.pretrained.write_atomic", full)
-    argv = ["train", "--model", "moons", "--steps", "1", "--batch-size", "4", "--no-progress",
-            "--threads", "1", "--device", "cpu", "--out", str(tmp_path / "m")]
+    argv = [
+        "train",
+        "--model",
+        "moons",
+        "--steps",
+        "1",
+        "--batch-size",
+        "4",
+        "--no-progress",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "m"),
+    ]
     assert main(argv) == 1
     _one_line(capsys, "No space left on device")
     assert list(tmp_path.iterdir()) == []
@@ -225,9 +269,14 @@ def test_ctrl_c_mid_run_is_one_line_130_and_resumable(clean, tmp_path, capsys, m
     assert _files(out) == clean
 
 
-@pytest.mark.parametrize("where", ["diffusion_lib.cli.generate._load_model",
-                                   "diffusion_lib.cli.generate.prepare",
-                                   "diffusion_lib.generate.run.RunLock"])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "diffusion_lib.cli.generate._load_model",
+        "diffusion_lib.cli.generate.prepare",
+        "diffusion_lib.generate.run.RunLock",
+    ],
+)
 def test_ctrl_c_before_the_first_image_leaves_nothing(where, tmp_path, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -243,7 +292,10 @@ def test_ctrl_c_during_start_up_is_one_line_130(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "diffusion_lib", *ARGS, "--out", str(tmp_path / "o")],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(0.5)  # torch is still being imported
     proc.send_signal(signal.SIGINT)
@@ -259,8 +311,9 @@ def test_nan_samples_name_the_images_and_leave_nothing(tmp_path, capsys, monkeyp
     with torch.no_grad():
         for p in model.parameters():
             p.fill_(float("nan"))
-    monkeypatch.setattr("diffusion_lib.cli.generate._load_model",
-                        lambda name, device: (model, schedule, "digits"))
+    monkeypatch.setattr(
+        "diffusion_lib.cli.generate._load_model", lambda name, device: (model, schedule, "digits")
+    )
     out = tmp_path / "run"
     assert main([*ARGS, "--out", str(out)]) == 1
     # the sampler may name the step first; either way the batch and its images are named
@@ -282,8 +335,14 @@ def test_the_bar_moves_with_the_steps(tmp_path, monkeypatch):
 
     monkeypatch.setattr(run_module, "tqdm", Recorder)
     model, schedule = load_pretrained("digits")
-    plan = prepare(model, schedule, tmp_path / "run", GenerateConfig(n=4, steps=5),
-                   model_name="digits", batch_size=4)
+    plan = prepare(
+        model,
+        schedule,
+        tmp_path / "run",
+        GenerateConfig(n=4, steps=5),
+        model_name="digits",
+        batch_size=4,
+    )
     run_plan(plan, progress=True)
     step_updates = [u for u in updates if abs(u) > 1e-9]
     assert len(step_updates) == 5  # one per sampling step of the one batch

@@ -81,9 +81,20 @@ def _steps(**kw):
     from diffusion_lib.sampling import sample_progressive
 
     schedule = linear_schedule(100)
-    return list(sample_progressive(ClassOracle(schedule), schedule, (3, 4), sampler="ddim",
-                                   steps=10, labels=[0, 1, 2], guidance_scale=4.0, seed=0,
-                                   progress=False, **kw))
+    return list(
+        sample_progressive(
+            ClassOracle(schedule),
+            schedule,
+            (3, 4),
+            sampler="ddim",
+            steps=10,
+            labels=[0, 1, 2],
+            guidance_scale=4.0,
+            seed=0,
+            progress=False,
+            **kw,
+        )
+    )
 
 
 def test_guidance_rescale_one_gives_the_conditional_scale():
@@ -104,12 +115,15 @@ def test_guidance_interval_guides_only_inside():
             torch.testing.assert_close(step.model_output, step.eps_cond)
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(guidance_rescale=1.5), r"guidance_rescale must be in \[0, 1\]"),
-    (dict(guidance_rescale="x"), "guidance_rescale must be a number"),
-    (dict(guidance_interval=(60, 30)), r"guidance_interval must be \(lo, hi\)"),
-    (dict(guidance_interval=(0.5, 30)), r"guidance_interval must be \(lo, hi\)"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(guidance_rescale=1.5), r"guidance_rescale must be in \[0, 1\]"),
+        (dict(guidance_rescale="x"), "guidance_rescale must be a number"),
+        (dict(guidance_interval=(60, 30)), r"guidance_interval must be \(lo, hi\)"),
+        (dict(guidance_interval=(0.5, 30)), r"guidance_interval must be \(lo, hi\)"),
+    ],
+)
 def test_bad_guidance_options_are_named(kw, match):
     with pytest.raises((ValueError, TypeError), match=match):
         _steps(**kw)

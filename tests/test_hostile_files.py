@@ -50,14 +50,31 @@ from diffusion_lib.pretrained import (
 )
 
 N = 6
-ARGS = ["generate", "--no-progress", "--model", "digits", "-n", str(N), "--steps", "2",
-        "--labels", "0-9", "--seed", "3", "--threads", "1", "--batch-size", "2"]
+ARGS = [
+    "generate",
+    "--no-progress",
+    "--model",
+    "digits",
+    "-n",
+    str(N),
+    "--steps",
+    "2",
+    "--labels",
+    "0-9",
+    "--seed",
+    "3",
+    "--threads",
+    "1",
+    "--batch-size",
+    "2",
+]
 PID = os.getpid()
 
 
 @contextlib.contextmanager
 def deadline(seconds: float):
     """Fail with TimeoutError instead of hanging (SIGALRM interrupts a blocking open)."""
+
     def expired(signum, frame):
         raise TimeoutError(f"no answer within {seconds} s: a hang")
 
@@ -154,8 +171,11 @@ def test_a_link_planted_under_a_written_name_is_never_followed(
     outside.mkdir()
     (outside / "victim").write_bytes(b"precious data\n")
     (outside / "image.png").write_bytes(clean["sample_00000.png"])  # whole, of the right size
-    pointee = {"victim": outside / "victim", "valid image": outside / "image.png",
-               "dangling": outside / "absent"}[target]
+    pointee = {
+        "victim": outside / "victim",
+        "valid image": outside / "image.png",
+        "dangling": outside / "absent",
+    }[target]
     out = tmp_path / "run"
     if in_progress:
         _partial(clean, out)
@@ -187,8 +207,11 @@ def _directory(path: Path) -> None:
 
 
 def _too_big(path: Path) -> None:
-    path.write_bytes(b" " * (files.JSON_MAX_BYTES + 1) if path.suffix == ".json"
-                     else b"\x89PNG\r\n\x1a\n" + bytes(1 << 20))
+    path.write_bytes(
+        b" " * (files.JSON_MAX_BYTES + 1)
+        if path.suffix == ".json"
+        else b"\x89PNG\r\n\x1a\n" + bytes(1 << 20)
+    )
 
 
 def _deep(path: Path) -> None:
@@ -220,9 +243,11 @@ READ = [  # (name, in progress, what is put there, expected outcome)
 ]
 
 
-@pytest.mark.parametrize(("name", "in_progress", "plant", "expected"), READ,
-                         ids=[f"{n}-{p.__name__[1:]}-{'resume' if r else 'new'}"
-                              for n, r, p, _ in READ])
+@pytest.mark.parametrize(
+    ("name", "in_progress", "plant", "expected"),
+    READ,
+    ids=[f"{n}-{p.__name__[1:]}-{'resume' if r else 'new'}" for n, r, p, _ in READ],
+)
 def test_what_is_read_must_be_a_regular_bounded_file(
     name, in_progress, plant, expected, clean, tmp_path, capsys
 ):
@@ -274,15 +299,17 @@ def _old_manifest(out: Path, clean: dict[str, bytes]) -> None:
 
 
 def _bad_hashes(out: Path, clean: dict[str, bytes]) -> None:
-    (out / "manifest.csv").write_text(clean["manifest.csv"].decode().replace(",", ",,", 3)
-                                      + "garbage,\xff,,\n")
+    (out / "manifest.csv").write_text(
+        clean["manifest.csv"].decode().replace(",", ",,", 3) + "garbage,\xff,,\n"
+    )
 
 
 def _odd_rows(out: Path, clean: dict[str, bytes]) -> None:
     zeros = "0" * 64
     (out / "manifest.csv").write_text(
         clean["manifest.csv"].decode() + f"sample_00001.png,\u00b2,4,1,{zeros}\n"
-        f"sample_00001.png,{'9' * 4500},4,1,{zeros}\nsample_00002.png,2,5,2,{'g' * 64}\n")
+        f"sample_00001.png,{'9' * 4500},4,1,{zeros}\nsample_00002.png,2,5,2,{'g' * 64}\n"
+    )
 
 
 CERTIFY = [  # (change to a finished run, images made again, reported)
@@ -294,8 +321,9 @@ CERTIFY = [  # (change to a finished run, images made again, reported)
 ]
 
 
-@pytest.mark.parametrize(("change", "remade", "reported"), CERTIFY,
-                         ids=[c.__name__[1:] for c, _, _ in CERTIFY])
+@pytest.mark.parametrize(
+    ("change", "remade", "reported"), CERTIFY, ids=[c.__name__[1:] for c, _, _ in CERTIFY]
+)
 def test_a_resume_checks_each_kept_image_against_the_manifest(
     change, remade, reported, clean, tmp_path, capsys
 ):
@@ -374,34 +402,59 @@ CHECKPOINTS = [  # (case, change, words the one-line error holds)
     ("json-directory", _replace("json", _directory), ["m.json", "directory"]),
     ("json-too-big", _replace("json", _too_big), ["m.json", "bytes"]),
     ("json-deep", _replace("json", _deep), ["m.json", "nested"]),
-    ("json-deep-inside", _json_change(_field("note", json.loads("[" * 500 + "]" * 500))),
-     ["m.json", "nested"]),
+    (
+        "json-deep-inside",
+        _json_change(_field("note", json.loads("[" * 500 + "]" * 500))),
+        ["m.json", "nested"],
+    ),
     ("json-not-utf8", _replace("json", _not_utf8), ["m.json", "UTF-8"]),
     ("weights-fifo", _replace("weights", _fifo), ["m.safetensors", "FIFO"]),
     ("weights-dev-zero", _replace("weights", _dev_zero), ["m.safetensors", "character device"]),
     ("weights-directory", _replace("weights", _directory), ["m.safetensors", "directory"]),
-    ("huge-T", _json_change(_field("schedule.num_timesteps", 2_000_000_000)),
-     ["m.json", "schedule.num_timesteps"]),
-    ("huge-channels", _json_change(_field("model_config.channels", [262144, 524288])),
-     ["m.safetensors", "wrong shapes"]),
-    ("huge-classes", _json_change(_field("model_config.num_classes", 2_000_000_000)),
-     ["m.json", "model_config.num_classes"]),
-    ("many-blocks", _json_change(_field("model_config.num_res_blocks", 10**6)),
-     ["m.json", "model_config.num_res_blocks"]),
-    ("many-levels", _json_change(_field("model_config.channels", [8] * 1000)),
-     ["m.json", "model_config.channels"]),
+    (
+        "huge-T",
+        _json_change(_field("schedule.num_timesteps", 2_000_000_000)),
+        ["m.json", "schedule.num_timesteps"],
+    ),
+    (
+        "huge-channels",
+        _json_change(_field("model_config.channels", [262144, 524288])),
+        ["m.safetensors", "wrong shapes"],
+    ),
+    (
+        "huge-classes",
+        _json_change(_field("model_config.num_classes", 2_000_000_000)),
+        ["m.json", "model_config.num_classes"],
+    ),
+    (
+        "many-blocks",
+        _json_change(_field("model_config.num_res_blocks", 10**6)),
+        ["m.json", "model_config.num_res_blocks"],
+    ),
+    (
+        "many-levels",
+        _json_change(_field("model_config.channels", [8] * 1000)),
+        ["m.json", "model_config.channels"],
+    ),
     ("int8-weights", _retyped(torch.int8), ["m.safetensors", "I8"]),
     ("bool-weights", _retyped(torch.bool), ["m.safetensors", "BOOL"]),
-    ("weights-file-outside", _json_change(lambda i: i.update(
-        format_version=2, weights_file="../outside.safetensors")), ["m.json", "weights_file"]),
-    ("weights-file-absolute", _json_change(lambda i: i.update(
-        format_version=2, weights_file="/etc/passwd")), ["m.json", "weights_file"]),
+    (
+        "weights-file-outside",
+        _json_change(lambda i: i.update(format_version=2, weights_file="../outside.safetensors")),
+        ["m.json", "weights_file"],
+    ),
+    (
+        "weights-file-absolute",
+        _json_change(lambda i: i.update(format_version=2, weights_file="/etc/passwd")),
+        ["m.json", "weights_file"],
+    ),
     ("future-version", _json_change(_field("format_version", 3)), ["m.json", "format_version"]),
 ]
 
 
-@pytest.mark.parametrize(("case", "change", "words"), CHECKPOINTS,
-                         ids=[c for c, _, _ in CHECKPOINTS])
+@pytest.mark.parametrize(
+    ("case", "change", "words"), CHECKPOINTS, ids=[c for c, _, _ in CHECKPOINTS]
+)
 def test_a_hostile_checkpoint_is_one_error_naming_the_file(case, change, words, tmp_path):
     json_path, weights = _legacy_pair(tmp_path)
     change(json_path, weights)
@@ -510,8 +563,9 @@ def test_kill_9_at_every_step_of_a_save_leaves_the_old_or_the_new_checkpoint(old
         try:
             loaded, _ = load_checkpoint(stem)
             state = _weights(loaded)
-            seen.append("new" if _same(state, new_state) else
-                        "old" if _same(state, old_state) else "MIXED")
+            seen.append(
+                "new" if _same(state, new_state) else "old" if _same(state, old_state) else "MIXED"
+            )
         except FileNotFoundError:
             seen.append("absent")
         assert seen[-1] != "MIXED" and (seen[-1] != "absent" or old == "none"), (step, seen)
@@ -529,8 +583,9 @@ def test_kill_9_at_every_step_of_a_save_leaves_the_old_or_the_new_checkpoint(old
 
 
 def test_a_new_checkpoint_loads_and_names_its_weights(tmp_path):
-    weights, json_path = save_checkpoint(tmp_path / "m", _model(2),
-                                         schedule={"name": "linear", "num_timesteps": 50})
+    weights, json_path = save_checkpoint(
+        tmp_path / "m", _model(2), schedule={"name": "linear", "num_timesteps": 50}
+    )
     info = json.loads(json_path.read_text())
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     assert info["format_version"] == 2 and info["weights_sha256"] == digest
@@ -626,9 +681,11 @@ def test_a_table_goes_to_runs_tables_unless_published(tmp_path, monkeypatch, cap
     (committed / "t.json").write_text('{"old": 1}\n')
     monkeypatch.setattr(tables, "RESULTS_DIR", committed)
     monkeypatch.chdir(tmp_path)
-    for argv, where in ((["--n", "3"], tmp_path / "runs" / "tables"),
-                        (["--n", "4", "--out", str(tmp_path / "mine")], tmp_path / "mine"),
-                        (["--n", "5", "--publish"], committed)):
+    for argv, where in (
+        (["--n", "3"], tmp_path / "runs" / "tables"),
+        (["--n", "4", "--out", str(tmp_path / "mine")], tmp_path / "mine"),
+        (["--n", "5", "--publish"], committed),
+    ):
         if where.name == "mine":
             where.mkdir()
         args = table_parser("A table.", n=7).parse_args(argv)

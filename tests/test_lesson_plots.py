@@ -34,15 +34,29 @@ SCHEDULE = linear_schedule(1000)
 
 @pytest.fixture(scope="module")
 def point_frames():
-    steps = sample_progressive(GaussianOracle(SCHEDULE, 0.3, 0.5), SCHEDULE, (64, 2),
-                               sampler="ddim", steps=20, seed=0, progress=False)
+    steps = sample_progressive(
+        GaussianOracle(SCHEDULE, 0.3, 0.5),
+        SCHEDULE,
+        (64, 2),
+        sampler="ddim",
+        steps=20,
+        seed=0,
+        progress=False,
+    )
     return collect_frames(steps, keep=10)
 
 
 @pytest.fixture(scope="module")
 def image_frames():
-    steps = sample_progressive(ClassOracle(SCHEDULE), SCHEDULE, (3, 1, 4, 4), labels=[0, 1, 2],
-                               steps=10, seed=0, progress=False)
+    steps = sample_progressive(
+        ClassOracle(SCHEDULE),
+        SCHEDULE,
+        (3, 1, 4, 4),
+        labels=[0, 1, 2],
+        steps=10,
+        seed=0,
+        progress=False,
+    )
     return collect_frames(steps)
 
 
@@ -56,7 +70,8 @@ def test_contact_sheet_of_points_has_one_panel_per_frame(point_frames):
     fig = contact_sheet(point_frames, n_frames=6)
     assert len(fig.axes) == 6
     assert [ax.get_title() for ax in fig.axes] == [
-        f"t = {point_frames.t[i]}" for i in sheet_indices(point_frames, 6)]
+        f"t = {point_frames.t[i]}" for i in sheet_indices(point_frames, 6)
+    ]
     # framed to the points: the last frame (data, sd 0.5) is zoomed in relative to x_T's
     assert fig.axes[-1].get_xlim()[1] < fig.axes[0].get_xlim()[1]
     plt.close(fig)
@@ -130,6 +145,7 @@ def test_chapter_loop_fp32_is_right_and_fp16_all_the_way_fails():
     bf16 = chapter_loop_in_dtype(schedule, 4000, torch.float32, torch.bfloat16, clip=False)
     assert abs(precision_summary(bf16, ref)[3]) < 1e-3
     # with T = 1000, fp16 rounds the first ᾱ to 1: 1 − ᾱ = 0 and every sample is NaN
-    broken = chapter_loop_in_dtype(SCHEDULE, 100, torch.float16, torch.float16, clip=False,
-                                   schedule_dtype=torch.float16)
+    broken = chapter_loop_in_dtype(
+        SCHEDULE, 100, torch.float16, torch.float16, clip=False, schedule_dtype=torch.float16
+    )
     assert precision_summary(broken, ref[:100])[0] == 1.0

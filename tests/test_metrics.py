@@ -60,8 +60,12 @@ def test_fd_closed_form_in_one_dimension():
     # W₂²(N(m1, s1²), N(m2, s2²)) = (m1 − m2)² + (s1 − s2)²
     m1, s1, m2, s2 = 0.3, 1.5, -1.2, 0.4
     f64 = torch.float64
-    fd = frechet_distance(torch.tensor([m1], dtype=f64), torch.tensor([[s1**2]], dtype=f64),
-                          torch.tensor([m2], dtype=f64), torch.tensor([[s2**2]], dtype=f64))
+    fd = frechet_distance(
+        torch.tensor([m1], dtype=f64),
+        torch.tensor([[s1**2]], dtype=f64),
+        torch.tensor([m2], dtype=f64),
+        torch.tensor([[s2**2]], dtype=f64),
+    )
     assert fd == pytest.approx((m1 - m2) ** 2 + (s1 - s2) ** 2, rel=1e-10)
 
 
@@ -77,8 +81,9 @@ def test_fd_matches_scipy_sqrtm_reference():
     s1, s2 = _random_spd(12, 1), _random_spd(12, 2)
     mu1, mu2 = torch.randn(12, dtype=torch.float64), torch.randn(12, dtype=torch.float64)
     covmean = linalg.sqrtm(s1.numpy() @ s2.numpy()).real
-    reference = float(((mu1 - mu2) ** 2).sum() + torch.trace(s1) + torch.trace(s2)
-                      - 2 * covmean.trace())
+    reference = float(
+        ((mu1 - mu2) ** 2).sum() + torch.trace(s1) + torch.trace(s2) - 2 * covmean.trace()
+    )
     assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(reference, rel=1e-8)
 
 
@@ -163,8 +168,9 @@ def test_fd_floor_is_two_heldout_halves(classifier):
     features = classifier_features(classifier, split.heldout_images)
     counts = torch.bincount(labels, minlength=10)
     ((a_sub, b, _),) = matched_real_indices(counts, splits=1, seed=5)
-    fd = digits_matched(classifier, split.heldout_images[:10], labels, metric="fd", splits=1,
-                        seed=5)
+    fd = digits_matched(
+        classifier, split.heldout_images[:10], labels, metric="fd", splits=1, seed=5
+    )
     assert fd.floor.value == pytest.approx(
         frechet_distance_from_features(features[a_sub], features[b]), rel=1e-9
     )
@@ -186,8 +192,10 @@ def test_evaluate_on_a_small_sample_of_the_shipped_moons_model():
 # ------------------------------------------------------------ KID and intervals
 def _kid_by_loops(x: torch.Tensor, y: torch.Tensor) -> float:
     """The unbiased MMD² written out term by term (the reference)."""
+
     def k(a, b):
         return (float(a @ b) / len(a) + 1.0) ** 3
+
     m, n = len(x), len(y)
     xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
     yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
@@ -202,10 +210,11 @@ def test_kid_matches_the_written_out_estimator_and_jackknife():
     est = kid(x, y)
     assert est.value == pytest.approx(_kid_by_loops(x, y), rel=1e-10)
     # the jackknife: recompute with each row left out
-    loo_x = [_kid_by_loops(torch.cat([x[:i], x[i + 1:]]), y) for i in range(7)]
-    loo_y = [_kid_by_loops(x, torch.cat([y[:j], y[j + 1:]])) for j in range(9)]
-    var = (6 / 7 * sum((v - sum(loo_x) / 7) ** 2 for v in loo_x)
-           + 8 / 9 * sum((v - sum(loo_y) / 9) ** 2 for v in loo_y))
+    loo_x = [_kid_by_loops(torch.cat([x[:i], x[i + 1 :]]), y) for i in range(7)]
+    loo_y = [_kid_by_loops(x, torch.cat([y[:j], y[j + 1 :]])) for j in range(9)]
+    var = 6 / 7 * sum((v - sum(loo_x) / 7) ** 2 for v in loo_x) + 8 / 9 * sum(
+        (v - sum(loo_y) / 9) ** 2 for v in loo_y
+    )
     assert est.se == pytest.approx(math.sqrt(var), rel=1e-9)
     assert polynomial_kernel(x, y).shape == (7, 9)
     with pytest.raises(ValueError, match="same d"):
@@ -287,7 +296,7 @@ def test_matched_floor_has_the_samples_class_counts():
         assert torch.bincount(labels[a_sub], minlength=10).tolist() == wanted.tolist()
         assert not set(a_sub.tolist()) & set(b.tolist())
     # 200 balanced samples do not fit a half (17–18 per class): scaled down, still balanced
-    (a_sub, _, counts), = matched_real_indices(torch.full((10,), 20), splits=1)
+    ((a_sub, _, counts),) = matched_real_indices(torch.full((10,), 20), splits=1)
     assert counts.tolist() == [17] * 10
     assert torch.bincount(labels[a_sub], minlength=10).tolist() == [17] * 10
 
@@ -295,14 +304,14 @@ def test_matched_floor_has_the_samples_class_counts():
 def test_digits_matched_kid_and_fd_with_floors(classifier):
     split = load_digits_split()
     idx = stratified_indices(split.train_labels, [10] * 10, torch.Generator().manual_seed(0))
-    real = digits_matched(classifier, split.train_images[idx], split.train_labels[idx],
-                          splits=3)
+    real = digits_matched(classifier, split.train_images[idx], split.train_labels[idx], splits=3)
     assert real.n == real.floor.n == 100 and real.value.se > 0 and real.floor.se > 0
     noise = torch.rand(100, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
     bad = digits_matched(classifier, noise, split.train_labels[idx], splits=3)
     assert differs(bad.value, bad.floor) and bad.value.value > bad.floor.value
-    fd = digits_matched(classifier, split.train_images[idx], split.train_labels[idx],
-                        metric="fd", splits=3)
+    fd = digits_matched(
+        classifier, split.train_images[idx], split.train_labels[idx], metric="fd", splits=3
+    )
     assert fd.metric == "fd" and fd.value.value > 0 and fd.floor.value > 0
     with pytest.raises(ValueError, match="metric"):
         digits_matched(classifier, noise, metric="is")

@@ -34,8 +34,9 @@ def eps_oracle64(a_bar: float, x: np.ndarray) -> np.ndarray:
     return eps.astype(np.float32).astype(np.float64)
 
 
-def reference_run(a_bar_full, kept, x_T, noises, sampler, variance="beta_tilde", eta=0.0,
-                  clip=False):
+def reference_run(
+    a_bar_full, kept, x_T, noises, sampler, variance="beta_tilde", eta=0.0, clip=False
+):
     """DDPM (Ho et al. Alg. 2 on the kept steps) or DDIM (Song et al. eq. 12), float64."""
     x = x_T.astype(np.float64)
     a_kept = a_bar_full[kept]
@@ -50,7 +51,8 @@ def reference_run(a_bar_full, kept, x_T, noises, sampler, variance="beta_tilde",
         beta = 1 - a / a_prev
         if sampler == "ddpm":
             mean = (np.sqrt(a_prev) * beta / (1 - a)) * x0 + (
-                np.sqrt(1 - beta) * (1 - a_prev) / (1 - a)) * x
+                np.sqrt(1 - beta) * (1 - a_prev) / (1 - a)
+            ) * x
             var = beta if variance == "beta" else beta * (1 - a_prev) / (1 - a)
             x = mean + (np.sqrt(var) * next(z_iter) if k > 0 else 0.0)
         else:
@@ -71,8 +73,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("schedule_fn", [linear_schedule, cosine_schedule])
-@pytest.mark.parametrize("steps, spacing", [(None, "trailing"), (50, "leading"),
-                                            (37, "linspace"), (10, "trailing")])
+@pytest.mark.parametrize(
+    "steps, spacing", [(None, "trailing"), (50, "leading"), (37, "linspace"), (10, "trailing")]
+)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c.values())))
 @pytest.mark.parametrize("clip", [False, True])
 def test_library_equals_float64_reference(schedule_fn, steps, spacing, case, clip):
@@ -85,9 +88,16 @@ def test_library_equals_float64_reference(schedule_fn, steps, spacing, case, cli
     noisy = n - 1 if (case["sampler"] == "ddpm" or case.get("eta", 0) > 0) else 0
     ref = reference_run(schedule.alphas_cumprod_f64, kept, x_T, noises[:noisy], clip=clip, **case)
     got = sample(
-        GaussianOracle(schedule, MU, S), schedule, (64, 2), steps=steps, spacing=spacing,
-        x0_mode="clip" if clip else "none", x_T=torch.tensor(x_T, dtype=torch.float32),
-        step_noise=torch.tensor(noises[:noisy], dtype=torch.float32), progress=False, **case,
+        GaussianOracle(schedule, MU, S),
+        schedule,
+        (64, 2),
+        steps=steps,
+        spacing=spacing,
+        x0_mode="clip" if clip else "none",
+        x_T=torch.tensor(x_T, dtype=torch.float32),
+        step_noise=torch.tensor(noises[:noisy], dtype=torch.float32),
+        progress=False,
+        **case,
     )
     # float32 against float64 over up to 1000 steps: a few 1e-6 (the inputs are rounded too)
     np.testing.assert_allclose(got.numpy(), ref, rtol=0, atol=2e-5)

@@ -56,8 +56,16 @@ def test_each_solver_converges_at_its_order(sampler, order):
     ns, errors = [20, 40, 80], []
     for n in ns:
         exact = exact_ode_output(LINEAR, ode_timesteps(LINEAR, n, "karras"), X_T)
-        out = sample(ORACLE, LINEAR, (256, 2), sampler=sampler, steps=n, x_T=X_T,
-                     x0_mode="none", progress=False)
+        out = sample(
+            ORACLE,
+            LINEAR,
+            (256, 2),
+            sampler=sampler,
+            steps=n,
+            x_T=X_T,
+            x0_mode="none",
+            progress=False,
+        )
         errors.append((out.double() - exact).abs().mean().item())
     slope = -np.polyfit(np.log(ns), np.log(errors), 1)[0]
     assert abs(slope - order) < 0.35, (sampler, errors, slope)
@@ -76,8 +84,16 @@ def test_second_order_beats_euler_at_equal_model_calls():
             return ORACLE(x, t)
 
         model.null_label = None
-        outs[sampler] = sample(model, LINEAR, (256, 2), sampler=sampler, steps=steps,
-                               x_T=X_T, x0_mode="none", progress=False)
+        outs[sampler] = sample(
+            model,
+            LINEAR,
+            (256, 2),
+            sampler=sampler,
+            steps=steps,
+            x_T=X_T,
+            x0_mode="none",
+            progress=False,
+        )
         calls[sampler] = len(counted)
         exact = exact_ode_output(LINEAR, ode_timesteps(LINEAR, steps, "karras"), X_T)
         outs[sampler] = (outs[sampler].double() - exact).abs().mean().item()
@@ -100,14 +116,33 @@ def test_karras_timesteps_descend_inside_the_schedule():
 def test_ode_samplers_share_the_sample_arguments():
     model = ClassOracle(LINEAR)
     for sampler in ode_samplers():
-        steps = list(sample_progressive(model, LINEAR, (3, 2), sampler=sampler, steps=6,
-                                        labels=[0, 1, 2], guidance_scale=2.0, seed=4,
-                                        progress=False))
+        steps = list(
+            sample_progressive(
+                model,
+                LINEAR,
+                (3, 2),
+                sampler=sampler,
+                steps=6,
+                labels=[0, 1, 2],
+                guidance_scale=2.0,
+                seed=4,
+                progress=False,
+            )
+        )
         assert steps[0].t == 999 and steps[-1].t == 0
         assert all(s.noise is None and torch.all(s.sigma == 0) for s in steps)
         assert steps[0].eps_cond is not None
-        again = sample(model, LINEAR, (3, 2), sampler=sampler, steps=6, labels=[0, 1, 2],
-                       guidance_scale=2.0, seed=4, progress=False)
+        again = sample(
+            model,
+            LINEAR,
+            (3, 2),
+            sampler=sampler,
+            steps=6,
+            labels=[0, 1, 2],
+            guidance_scale=2.0,
+            seed=4,
+            progress=False,
+        )
         assert torch.equal(again, steps[-1].x_prev)  # seeds fix x_T; the rest is deterministic
     with pytest.raises(ValueError, match="cuda_graph=True supports sampler='ddpm' and 'ddim'"):
         sample(ORACLE, LINEAR, (2, 2), sampler="heun", cuda_graph=True, progress=False)
@@ -123,8 +158,16 @@ def test_ddim_inversion_round_trip_shrinks_with_steps():
     for n in (10, 50, 250):
         x_T = ddim_invert(ORACLE, LINEAR, x0, n)
         assert abs(x_T.std().item() - 1) < 0.05  # the noise it encodes to is N(0, I)-like
-        back = sample(ORACLE, LINEAR, (512, 2), sampler="ddim", steps=n, x_T=x_T,
-                      x0_mode="none", progress=False)
+        back = sample(
+            ORACLE,
+            LINEAR,
+            (512, 2),
+            sampler="ddim",
+            steps=n,
+            x_T=x_T,
+            x0_mode="none",
+            progress=False,
+        )
         errors.append((back - x0).abs().mean().item())
     # measured: 0.113, 0.037, 0.0087 (first order in the step size)
     assert errors[0] > errors[1] > errors[2] and errors[2] < 0.02

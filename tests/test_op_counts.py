@@ -37,8 +37,7 @@ def test_one_eager_step_dispatches_the_pinned_number_of_operators(name):
     got = sum(ops.values())
     assert got == PINNED[name], (
         f"one eager {name} step now dispatches {got} aten operators of its own, pinned at "
-        f"{PINNED[name]} ({dict(sorted(ops.items()))}). "
-        + HOW_TO_UPDATE.format(name=name, got=got)
+        f"{PINNED[name]} ({dict(sorted(ops.items()))}). " + HOW_TO_UPDATE.format(name=name, got=got)
     )
 
 

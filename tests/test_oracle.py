@@ -114,10 +114,11 @@ def test_mixture_eps_is_the_scaled_score(linear, cosine, t):
             # conditional: labels pick the class; the null label is the whole mixture
             labels = torch.arange(12) % (oracle.num_classes + 1)
             expected = _scaled_score(
-                lambda z: oracle.log_prob(z, t_batch, labels=labels), x, a_bar  # noqa: B023
+                lambda z: oracle.log_prob(z, t_batch, labels=labels),  # noqa: B023
+                x,
+                a_bar,
             )
-            torch.testing.assert_close(oracle(x, t_batch, labels), expected,
-                                       rtol=1e-9, atol=1e-11)
+            torch.testing.assert_close(oracle(x, t_batch, labels), expected, rtol=1e-9, atol=1e-11)
             null = torch.full((12,), oracle.null_label)
             torch.testing.assert_close(oracle(x, t_batch, null), oracle(x, t_batch))
 
@@ -153,7 +154,8 @@ def test_classifier_free_guidance_is_the_score_of_the_guided_target(linear):
         for i in range(10):
             expected = _scaled_score(
                 lambda z: oracle.guided_log_prob(z, int(labels[i]), w, t),  # noqa: B023
-                x[i : i + 1], a_bar,
+                x[i : i + 1],
+                a_bar,
             )
             torch.testing.assert_close(guided[i : i + 1], expected, rtol=1e-9, atol=1e-11)
 
@@ -194,8 +196,18 @@ def test_mixture_oracle_lands_on_the_components_in_proportion(linear):
     means = torch.tensor([[-0.6, 0.0], [0.5, 0.5], [0.4, -0.6]], dtype=F64)
     weights = torch.tensor([0.5, 0.3, 0.2], dtype=F64)
     oracle = GaussianMixtureOracle(linear, means, torch.tensor([0.05, 0.1, 0.08]), weights)
-    x = sample(oracle, linear, (4000, 2), sampler="ddpm", steps=250, spacing="trailing",
-               variance="beta_tilde", x0_mode="none", seed=1, progress=False)
+    x = sample(
+        oracle,
+        linear,
+        (4000, 2),
+        sampler="ddpm",
+        steps=250,
+        spacing="trailing",
+        variance="beta_tilde",
+        x0_mode="none",
+        seed=1,
+        progress=False,
+    )
     k = _nearest_component(oracle, x)
     counts = torch.bincount(k, minlength=3).double()
     chi2 = float(((counts - 4000 * weights) ** 2 / (4000 * weights)).sum())
@@ -207,8 +219,17 @@ def test_mixture_oracle_lands_on_the_components_in_proportion(linear):
 
 def test_eight_gaussians_ring_under_ddim(linear):
     oracle = eight_gaussians(linear)
-    x = sample(oracle, linear, (2000, 2), sampler="ddim", steps=100, spacing="trailing",
-               x0_mode="none", seed=2, progress=False)
+    x = sample(
+        oracle,
+        linear,
+        (2000, 2),
+        sampler="ddim",
+        steps=100,
+        spacing="trailing",
+        x0_mode="none",
+        seed=2,
+        progress=False,
+    )
     counts = torch.bincount(_nearest_component(oracle, x), minlength=8).double()
     assert float(((counts - 250) ** 2 / 250).sum()) < 24.3  # χ²₇, p = 0.001
     radius = x.double().norm(dim=1)
@@ -218,13 +239,34 @@ def test_eight_gaussians_ring_under_ddim(linear):
 def test_conditional_labels_land_on_their_components(linear):
     ring = eight_gaussians(linear)
     labels = torch.arange(800) % 8
-    x = sample(ring, linear, (800, 2), sampler="ddpm", steps=250, spacing="trailing",
-               x0_mode="none", labels=labels, seed=3, progress=False)
+    x = sample(
+        ring,
+        linear,
+        (800, 2),
+        sampler="ddpm",
+        steps=250,
+        spacing="trailing",
+        x0_mode="none",
+        labels=labels,
+        seed=3,
+        progress=False,
+    )
     assert float((_nearest_component(ring, x) == labels).double().mean()) > 0.995
     moons = moons_mixture(linear)
     labels = torch.arange(600) % 2
-    x = sample(moons, linear, (600, 2), sampler="ddim", steps=50, spacing="trailing",
-               x0_mode="none", labels=labels, guidance_scale=1.0, seed=4, progress=False)
+    x = sample(
+        moons,
+        linear,
+        (600, 2),
+        sampler="ddim",
+        steps=50,
+        spacing="trailing",
+        x0_mode="none",
+        labels=labels,
+        guidance_scale=1.0,
+        seed=4,
+        progress=False,
+    )
     assert float((moons.class_log_posterior(x).argmax(dim=1) == labels).double().mean()) > 0.99
 
 
@@ -234,16 +276,28 @@ def test_guidance_with_the_exact_oracle_sharpens_the_class(linear):
     labels = torch.arange(2000) % 2
 
     def run(w):
-        return sample(pair, linear, (2000, 2), sampler="ddim", steps=50, spacing="trailing",
-                      x0_mode="none", labels=labels, guidance_scale=w, seed=5, progress=False)
+        return sample(
+            pair,
+            linear,
+            (2000, 2),
+            sampler="ddim",
+            steps=50,
+            spacing="trailing",
+            x0_mode="none",
+            labels=labels,
+            guidance_scale=w,
+            seed=5,
+            progress=False,
+        )
 
     def class_posterior(points):  # p(c | x) of the requested class, (N,)
         return pair.class_log_posterior(points).exp()[torch.arange(2000), labels]
 
     plain, guided = run(1.0), run(4.0)
     # w = 1 is the conditional model: p(c | x) averages E_{p(x|c)} p(c | x) (exact by MC)
-    draws = pair.sample_data(20000, torch.Generator().manual_seed(0),
-                             labels=torch.arange(20000) % 2)
+    draws = pair.sample_data(
+        20000, torch.Generator().manual_seed(0), labels=torch.arange(20000) % 2
+    )
     exact = pair.class_log_posterior(draws).exp()[torch.arange(20000), torch.arange(20000) % 2]
     assert abs(float(class_posterior(plain).mean()) - float(exact.mean())) < 0.02
     assert float(class_posterior(guided).mean()) > float(class_posterior(plain).mean()) + 0.1
@@ -278,14 +332,31 @@ MC_CASES = [
 @pytest.mark.parametrize(("sampler", "steps", "spacing", "variance", "eta"), MC_CASES)
 def test_exact_moments_match_monte_carlo(linear, cosine, sampler, steps, spacing, variance, eta):
     for schedule in (linear, cosine):
-        m, sd = exact_moments(schedule, sampler, steps=steps, spacing=spacing, variance=variance,
-                              eta=eta, mean=0.3, std=0.2)
+        m, sd = exact_moments(
+            schedule,
+            sampler,
+            steps=steps,
+            spacing=spacing,
+            variance=variance,
+            eta=eta,
+            mean=0.3,
+            std=0.2,
+        )
         oracle = GaussianOracle(schedule, 0.3, 0.2)
         # 625 × 32 = 20,000 independent scalars (the dimensions do not interact)
         options = applicable_options(
-            sampler, dict(spacing=spacing, variance=variance, eta=eta, x0_mode="none"))
-        x = sample(oracle, schedule, (625, 32), sampler=sampler, steps=steps, seed=7,
-                   progress=False, **options)
+            sampler, dict(spacing=spacing, variance=variance, eta=eta, x0_mode="none")
+        )
+        x = sample(
+            oracle,
+            schedule,
+            (625, 32),
+            sampler=sampler,
+            steps=steps,
+            seed=7,
+            progress=False,
+            **options,
+        )
         _mc_check(x, m, sd, f"{sampler} {steps} {spacing} {variance} η={eta}")
 
 
@@ -301,12 +372,14 @@ def test_ddpm_1000_reproduces_the_data(linear):
     # and at its mean; σ² = β̃ ends low (1.9 % at sd 0.2). Exact, so no DDPM-1000 sampling:
     # sample() is checked against exact_moments by Monte Carlo above, at ≤ 100 steps.
     mean, std = np.array([-0.3, 0.0, 0.2, 0.5]), np.array([0.1, 0.2, 0.3, 0.5])
-    m, sd = exact_moments(linear, "ddpm", steps=1000, spacing="leading", variance="beta",
-                          mean=mean, std=std)
+    m, sd = exact_moments(
+        linear, "ddpm", steps=1000, spacing="leading", variance="beta", mean=mean, std=std
+    )
     np.testing.assert_allclose(m, mean, rtol=0, atol=1e-5)
     assert np.all(np.abs(sd / std - 1) < 0.01), sd / std
-    _, sd_tilde = exact_moments(linear, "ddpm", steps=1000, spacing="leading",
-                                variance="beta_tilde", mean=mean, std=std)
+    _, sd_tilde = exact_moments(
+        linear, "ddpm", steps=1000, spacing="leading", variance="beta_tilde", mean=mean, std=std
+    )
     assert np.all(sd_tilde < std)
 
 
@@ -333,9 +406,20 @@ def test_naive_strided_does_not_converge(linear):
     assert exact_moments(linear, "naive_strided", std=1.0)[1] == pytest.approx(0.702597, abs=1e-6)
     # DDPM and DDIM converge to the data sd; their error shrinks with every step count
     for sampler, variance in [("ddpm", "beta"), ("ddpm", "beta_tilde"), ("ddim", "beta")]:
-        errors = [abs(exact_moments(linear, sampler, steps=n, spacing="leading",  # type: ignore
-                                    variance=variance, std=0.2)[1] - 0.2)
-                  for n in (10, 25, 50, 100, 250, 1000)]
+        errors = [
+            abs(
+                exact_moments(
+                    linear,
+                    sampler,
+                    steps=n,
+                    spacing="leading",  # type: ignore
+                    variance=variance,
+                    std=0.2,
+                )[1]
+                - 0.2
+            )
+            for n in (10, 25, 50, 100, 250, 1000)
+        ]
         assert errors == sorted(errors, reverse=True) and errors[-1] < 0.004, (sampler, errors)
 
 
@@ -356,8 +440,14 @@ def beta_vs_beta_tilde_table(schedule, spacing: str = "leading") -> dict:
     """{(sd, steps): (sd out with β, sd out with β̃)} for the keys of BETA_VS_BETA_TILDE."""
     return {
         (sd, n): tuple(
-            exact_moments(schedule, "ddpm", steps=n, spacing=spacing,  # type: ignore[arg-type]
-                          variance=v, std=sd)[1]
+            exact_moments(
+                schedule,
+                "ddpm",
+                steps=n,
+                spacing=spacing,  # type: ignore[arg-type]
+                variance=v,
+                std=sd,
+            )[1]
             for v in ("beta", "beta_tilde")
         )
         for sd, n in BETA_VS_BETA_TILDE
@@ -365,8 +455,10 @@ def beta_vs_beta_tilde_table(schedule, spacing: str = "leading") -> dict:
 
 
 def _beta_tilde_closer(schedule, sd: float, steps: int) -> bool:
-    b, bt = (exact_moments(schedule, "ddpm", steps=steps, spacing="leading", variance=v,
-                           std=sd)[1] for v in ("beta", "beta_tilde"))
+    b, bt = (
+        exact_moments(schedule, "ddpm", steps=steps, spacing="leading", variance=v, std=sd)[1]
+        for v in ("beta", "beta_tilde")
+    )
     return abs(bt - sd) < abs(b - sd)
 
 
@@ -395,12 +487,20 @@ def test_analytic_dpm_variance_is_exact_at_every_step_count(linear, cosine):
         for sd in (0.2, 0.5, 1.0):
             for steps in (1, 2, 10, 50, 1000):
                 # trailing spacing starts at T − 1, where x_T ~ N(0, 1) is (nearly) the marginal
-                m, out = exact_moments(schedule, "ddpm", steps=steps, spacing="trailing",
-                                       variance="analytic", mean=0.3, std=sd)
+                m, out = exact_moments(
+                    schedule,
+                    "ddpm",
+                    steps=steps,
+                    spacing="trailing",
+                    variance="analytic",
+                    mean=0.3,
+                    std=sd,
+                )
                 assert out == pytest.approx(sd, abs=1e-5) and m == pytest.approx(0.3, abs=2e-5)
             # leading-2 starts at t = 500, where x_T ~ N(0, 1) is the wrong start
-            m, _ = exact_moments(schedule, "ddpm", steps=2, spacing="leading",
-                                 variance="analytic", mean=0.3, std=sd)
+            m, _ = exact_moments(
+                schedule, "ddpm", steps=2, spacing="leading", variance="analytic", mean=0.3, std=sd
+            )
             assert abs(m - 0.3) > 1e-3
             # Bao et al. 2022: β̃ ≤ σ*² ≤ β when the data sd is at most 1
             sigma2 = analytic_variance(schedule, sd, steps=10, spacing="leading")
@@ -415,8 +515,10 @@ if __name__ == "__main__":
     # prints the pinned tables (run: .venv/bin/python tests/test_oracle.py)
     sched = linear_schedule()
     for n in (10, 100, 1000):
-        print(f"naive strided, data sd 0.2, {n:4d} steps: sd {NAIVE_SD_02[n]:.7f} (pinned), "
-              f"{exact_moments(sched, 'naive_strided', steps=n, std=0.2)[1]:.7f} (now)")
+        print(
+            f"naive strided, data sd 0.2, {n:4d} steps: sd {NAIVE_SD_02[n]:.7f} (pinned), "
+            f"{exact_moments(sched, 'naive_strided', steps=n, std=0.2)[1]:.7f} (now)"
+        )
     print("data sd  steps   sd(β)    sd(β̃)   closer")
     for (sd, n), (b, bt) in beta_vs_beta_tilde_table(sched).items():
         print(f"{sd:7.1f} {n:6d} {b:8.4f} {bt:8.4f}   {'β' if abs(b - sd) < abs(bt - sd) else 'β̃'}")

@@ -33,8 +33,9 @@ def saved(tmp_path):
     with torch.no_grad():
         model.conv_out.weight.normal_()
     stem = tmp_path / "small"
-    save_checkpoint(stem, model, schedule={"name": "cosine", "num_timesteps": 50},
-                    metadata={"note": "test"})
+    save_checkpoint(
+        stem, model, schedule={"name": "cosine", "num_timesteps": 50}, metadata={"note": "test"}
+    )
     return model, stem
 
 
@@ -44,8 +45,9 @@ def test_round_trip_is_exact(saved):
     assert isinstance(loaded, UNet) and not loaded.training
     assert info["note"] == "test" and info["kind"] == "unet"
     assert info["model_config"]["channels"] == [8, 16]
-    for (k1, v1), (k2, v2) in zip(model.state_dict().items(), loaded.state_dict().items(),
-                                  strict=True):
+    for (k1, v1), (k2, v2) in zip(
+        model.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
         assert k1 == k2 and torch.equal(v1, v2)
     x, t = torch.randn(2, 1, 8, 8), torch.tensor([3, 40])
     assert torch.equal(model.eval()(x, t, torch.tensor([0, 3])), loaded(x, t, torch.tensor([0, 3])))
@@ -147,8 +149,17 @@ def test_shipped_digits_model_samples():
     assert model.num_classes == 10 and model.null_label == 10
     assert schedule.num_steps == 1000
     assert torch.allclose(schedule.betas, make_schedule("linear", 1000).betas)
-    x = sample(model, schedule, (6, 1, 8, 8), sampler="ddim", steps=8, labels=torch.arange(6),
-               guidance_scale=3.0, seed=0, progress=False)
+    x = sample(
+        model,
+        schedule,
+        (6, 1, 8, 8),
+        sampler="ddim",
+        steps=8,
+        labels=torch.arange(6),
+        guidance_scale=3.0,
+        seed=0,
+        progress=False,
+    )
     assert x.shape == (6, 1, 8, 8) and torch.isfinite(x).all()
     assert x.abs().max() <= 1.0 + 1e-5
 

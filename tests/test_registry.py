@@ -26,8 +26,15 @@ from diffusion_lib.schedule import linear_schedule
 SCHEDULE = linear_schedule(100)
 ORACLE = GaussianOracle(SCHEDULE, 0.2, 0.5)
 # a valid value other than the default, for every option
-OTHER = dict(spacing="leading", variance="beta", eta=0.5, x0_mode="none", rederive_eps=False,
-             final_alpha="first", sigma_schedule="uniform")
+OTHER = dict(
+    spacing="leading",
+    variance="beta",
+    eta=0.5,
+    x0_mode="none",
+    rederive_eps=False,
+    final_alpha="first",
+    sigma_schedule="uniform",
+)
 
 
 def test_the_names_come_from_the_table():
@@ -38,8 +45,12 @@ def test_the_names_come_from_the_table():
         assert kind.options <= set(OPTIONS) and kind.summary
 
 
-REFUSED = [(name, option) for name, kind in SAMPLER_TABLE.items()
-           for option in OPTIONS if option not in kind.options]
+REFUSED = [
+    (name, option)
+    for name, kind in SAMPLER_TABLE.items()
+    for option in OPTIONS
+    if option not in kind.options
+]
 
 
 @pytest.mark.parametrize(("sampler", "option"), REFUSED)
@@ -47,8 +58,15 @@ def test_an_option_that_does_not_apply_is_refused(sampler, option):
     users = [n for n, k in SAMPLER_TABLE.items() if option in k.options]
     message = f"{option} does not apply to sampler='{sampler}'; it applies to"
     with pytest.raises(ValueError, match=message) as caught:
-        sample(ORACLE, SCHEDULE, (2, 3), sampler=sampler, steps=5, progress=False,
-               **{option: OTHER[option]})
+        sample(
+            ORACLE,
+            SCHEDULE,
+            (2, 3),
+            sampler=sampler,
+            steps=5,
+            progress=False,
+            **{option: OTHER[option]},
+        )
     assert all(repr(u) in str(caught.value) for u in users)
     with pytest.raises(ValueError, match=message):
         SamplerSpec(sampler, 5, **{option: OTHER[option]})
@@ -56,13 +74,25 @@ def test_an_option_that_does_not_apply_is_refused(sampler, option):
 
 def test_the_reviewed_silent_cases_are_refused():
     # each of these used to pass silently, with output identical to the call without it
-    cases = [("ddim", "variance", "beta"), ("heun", "variance", "beta"),
-             ("naive_strided", "variance", "beta"), ("ddpm", "final_alpha", "first"),
-             ("ddpm", "sigma_schedule", "uniform"), ("ddpm", "rederive_eps", False)]
+    cases = [
+        ("ddim", "variance", "beta"),
+        ("heun", "variance", "beta"),
+        ("naive_strided", "variance", "beta"),
+        ("ddpm", "final_alpha", "first"),
+        ("ddpm", "sigma_schedule", "uniform"),
+        ("ddpm", "rederive_eps", False),
+    ]
     for sampler, option, value in cases:
         with pytest.raises(ValueError, match=f"{option} does not apply"):
-            sample(ORACLE, SCHEDULE, (2, 3), sampler=sampler, steps=5, progress=False,
-                   **{option: value})
+            sample(
+                ORACLE,
+                SCHEDULE,
+                (2, 3),
+                sampler=sampler,
+                steps=5,
+                progress=False,
+                **{option: value},
+            )
 
 
 def test_an_option_that_applies_is_taken_and_the_spec_runs_the_same():
@@ -71,8 +101,9 @@ def test_an_option_that_applies_is_taken_and_the_spec_runs_the_same():
         spec = SamplerSpec(name, 6, **options)
         assert set(spec.kwargs()) == {"sampler", "steps", *kind.options}
         by_spec = sample(ORACLE, SCHEDULE, (3, 2), seed=1, progress=False, **spec.kwargs())
-        by_hand = sample(ORACLE, SCHEDULE, (3, 2), sampler=name, steps=6, seed=1,
-                         progress=False, **options)
+        by_hand = sample(
+            ORACLE, SCHEDULE, (3, 2), sampler=name, steps=6, seed=1, progress=False, **options
+        )
         assert torch.equal(by_spec, by_hand), name
 
 
@@ -86,18 +117,39 @@ def test_one_set_of_defaults():
     assert SamplerSetting() == SamplerSetting(**{f: getattr(spec, f) for f in spec.options()})
     assert SamplerSetting().kwargs() == spec.kwargs()
     # sample() without options runs the default spec
-    assert torch.equal(sample(ORACLE, SCHEDULE, (2, 2), seed=0, progress=False),
-                       sample(ORACLE, SCHEDULE, (2, 2), seed=0, progress=False, **spec.kwargs()))
-    assert RECOMMENDED.kwargs() == {"sampler": "ddpm", "steps": 50, "spacing": "trailing",
-                                    "variance": "beta", "x0_mode": "clip"}
+    assert torch.equal(
+        sample(ORACLE, SCHEDULE, (2, 2), seed=0, progress=False),
+        sample(ORACLE, SCHEDULE, (2, 2), seed=0, progress=False, **spec.kwargs()),
+    )
+    assert RECOMMENDED.kwargs() == {
+        "sampler": "ddpm",
+        "steps": 50,
+        "spacing": "trailing",
+        "variance": "beta",
+        "x0_mode": "clip",
+    }
 
 
 def test_cli_refuses_a_flag_that_does_not_apply(capsys, tmp_path):
     from diffusion_lib.cli import main
 
     out = tmp_path / "run"
-    code = main(["generate", "--model", "digits", "-n", "2", "--sampler", "ddim",
-                 "--variance", "beta", "--out", str(out), "--no-progress"])
+    code = main(
+        [
+            "generate",
+            "--model",
+            "digits",
+            "-n",
+            "2",
+            "--sampler",
+            "ddim",
+            "--variance",
+            "beta",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err
     assert "variance does not apply to sampler='ddim'; it applies to 'ddpm'" in err
@@ -115,8 +167,15 @@ def _ddim_by_hand(sched, x: Tensor, i, eps: Tensor, z, spec) -> StepOutput:
 
 @pytest.fixture
 def toy():
-    kind = register(SamplerKind("toy_ddim", "DDIM η = 0 by hand (a test's sampler)",
-                                respaced_plan, frozenset({"spacing"}), step=_ddim_by_hand))
+    kind = register(
+        SamplerKind(
+            "toy_ddim",
+            "DDIM η = 0 by hand (a test's sampler)",
+            respaced_plan,
+            frozenset({"spacing"}),
+            step=_ddim_by_hand,
+        )
+    )
     yield kind
     unregister(kind.name)
 
@@ -125,10 +184,27 @@ def test_a_toy_sampler_is_one_entry_and_one_function(toy):
     import diffusion_lib.sampling
 
     assert "toy_ddim" in diffusion_lib.sampling.SAMPLERS and sampler_kind("toy_ddim") is toy
-    x = sample(ORACLE, SCHEDULE, (64, 2), sampler="toy_ddim", steps=10, spacing="leading",
-               seed=3, progress=False)
-    ddim = sample(ORACLE, SCHEDULE, (64, 2), sampler="ddim", steps=10, spacing="leading",
-                  x0_mode="none", seed=3, progress=False)
+    x = sample(
+        ORACLE,
+        SCHEDULE,
+        (64, 2),
+        sampler="toy_ddim",
+        steps=10,
+        spacing="leading",
+        seed=3,
+        progress=False,
+    )
+    ddim = sample(
+        ORACLE,
+        SCHEDULE,
+        (64, 2),
+        sampler="ddim",
+        steps=10,
+        spacing="leading",
+        x0_mode="none",
+        seed=3,
+        progress=False,
+    )
     torch.testing.assert_close(x, ddim, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="variance does not apply to sampler='toy_ddim'"):
         sample(ORACLE, SCHEDULE, (2, 2), sampler="toy_ddim", variance="beta", progress=False)
@@ -149,7 +225,8 @@ def test_a_sampler_needs_exactly_one_way_to_move():
     with pytest.raises(ValueError, match="exactly one of step= and walk="):
         SamplerKind("broken", "no step", respaced_plan, frozenset())
     with pytest.raises(ValueError, match="unknown options"):
-        SamplerKind("broken", "bad option", respaced_plan, frozenset({"temperature"}),
-                    step=_ddim_by_hand)
+        SamplerKind(
+            "broken", "bad option", respaced_plan, frozenset({"temperature"}), step=_ddim_by_hand
+        )
     with pytest.raises(ValueError, match="already registered"):
         register(SAMPLER_TABLE["ddpm"])

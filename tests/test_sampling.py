@@ -201,11 +201,21 @@ def test_exact_moments_equal_the_independent_recursion(schedule_fn, case):
         spacings = ["leading"] if sampler == "naive_strided" or steps is None else SPACINGS
         for spacing in spacings:
             for mu, s in [(MU, S), (-0.5, 1.0)]:
-                walked = schedule if sampler == "naive_strided" else sampling_schedule(
-                    schedule, steps, spacing)
+                walked = (
+                    schedule
+                    if sampler == "naive_strided"
+                    else sampling_schedule(schedule, steps, spacing)
+                )
                 expected = exact_chain_moments(walked, mu, s, sampler, variance, eta, steps)
-                got = exact_moments(schedule, sampler, steps=steps, spacing=spacing, mean=mu,
-                                    std=s, **{k: v for k, v in case.items() if k != "sampler"})
+                got = exact_moments(
+                    schedule,
+                    sampler,
+                    steps=steps,
+                    spacing=spacing,
+                    mean=mu,
+                    std=s,
+                    **{k: v for k, v in case.items() if k != "sampler"},
+                )
                 assert got == pytest.approx(expected, rel=1e-10), (steps, spacing, mu, s)
 
 

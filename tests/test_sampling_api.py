@@ -32,8 +32,9 @@ def run(model=MODEL, shape=(2, 3), **kw):
 
 
 # ------------------------------------------------------------ noise from outside
-@pytest.mark.parametrize("kw", [dict(sampler="ddpm"), dict(sampler="ddim", eta=0.5),
-                                dict(sampler="naive_strided")])
+@pytest.mark.parametrize(
+    "kw", [dict(sampler="ddpm"), dict(sampler="ddim", eta=0.5), dict(sampler="naive_strided")]
+)
 @pytest.mark.parametrize("graph", [False, True])
 def test_a_run_is_fixed_from_outside_by_x_T_and_step_noise(kw, graph):
     if graph and kw["sampler"] == "naive_strided":
@@ -44,8 +45,9 @@ def test_a_run_is_fixed_from_outside_by_x_T_and_step_noise(kw, graph):
     again = run(shape=(3, 2), steps=10, x_T=x_T, step_noise=zs, seed=999, cuda_graph=graph, **kw)
     assert torch.equal(again, steps[-1].x_prev)
     as_tensor = run(shape=(3, 2), steps=10, x_T=x_T, step_noise=torch.stack(zs), seed=1, **kw)
-    as_callable = run(shape=(3, 2), steps=10, x_T=x_T, step_noise=lambda i: steps[i].noise,
-                      seed=2, **kw)
+    as_callable = run(
+        shape=(3, 2), steps=10, x_T=x_T, step_noise=lambda i: steps[i].noise, seed=2, **kw
+    )
     assert torch.equal(as_tensor, again) and torch.equal(as_callable, again)
 
 
@@ -57,8 +59,15 @@ def test_step_noise_of_the_wrong_length_or_shape_is_refused():
 
 
 # -------------------------------------------------- what each step reports
-@pytest.mark.parametrize("kw", [dict(sampler="ddpm", variance="beta"), dict(sampler="ddim"),
-                                dict(sampler="ddim", eta=1.0), dict(sampler="naive_strided")])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(sampler="ddpm", variance="beta"),
+        dict(sampler="ddim"),
+        dict(sampler="ddim", eta=1.0),
+        dict(sampler="naive_strided"),
+    ],
+)
 def test_every_step_reports_its_mean_and_sigma(kw):
     for step in sample_progressive(MODEL, SCHED, (4, 2), steps=10, seed=0, progress=False, **kw):
         z = step.noise if step.noise is not None else torch.zeros_like(step.x_t)
@@ -72,24 +81,40 @@ def test_guided_steps_report_both_model_outputs():
     schedule = linear_schedule(100)
     model = ClassOracle(schedule)
     for mode in ("batched", "two_pass"):
-        for step in sample_progressive(model, schedule, (3, 2), steps=5, labels=[0, 1, 2],
-                                       guidance_scale=3.0, cfg_mode=mode, seed=0,
-                                       progress=False):
-            torch.testing.assert_close(step.model_output,
-                                       combine(step.eps_uncond, step.eps_cond, 3.0))
-    plain = next(sample_progressive(model, schedule, (3, 2), steps=5, labels=[0, 1, 2], seed=0,
-                                    progress=False))
+        for step in sample_progressive(
+            model,
+            schedule,
+            (3, 2),
+            steps=5,
+            labels=[0, 1, 2],
+            guidance_scale=3.0,
+            cfg_mode=mode,
+            seed=0,
+            progress=False,
+        ):
+            torch.testing.assert_close(
+                step.model_output, combine(step.eps_uncond, step.eps_cond, 3.0)
+            )
+    plain = next(
+        sample_progressive(
+            model, schedule, (3, 2), steps=5, labels=[0, 1, 2], seed=0, progress=False
+        )
+    )
     assert plain.eps_cond is None and plain.eps_uncond is None
     assert plain.model_output is not None
 
 
 def test_model_output_is_raw_and_eps_is_rederived_after_clipping():
     wild = GaussianOracle(SCHED, 3.0, 0.5)  # data far outside [-1, 1]: clipping bites
-    step = next(sample_progressive(wild, SCHED, (2, 3), sampler="ddim", steps=5, seed=0,
-                                   progress=False))
+    step = next(
+        sample_progressive(wild, SCHED, (2, 3), sampler="ddim", steps=5, seed=0, progress=False)
+    )
     assert not torch.allclose(step.model_output, step.eps)
-    raw = next(sample_progressive(wild, SCHED, (2, 3), sampler="ddim", steps=5, seed=0,
-                                  rederive_eps=False, progress=False))
+    raw = next(
+        sample_progressive(
+            wild, SCHED, (2, 3), sampler="ddim", steps=5, seed=0, rederive_eps=False, progress=False
+        )
+    )
     torch.testing.assert_close(raw.model_output, raw.eps)
 
 
@@ -166,10 +191,16 @@ class BreaksAt(torch.nn.Module):
 
 
 @pytest.mark.parametrize("what", ["nan", "inf"])
-@pytest.mark.parametrize("kw", [dict(sampler="ddpm"), dict(sampler="ddim"),
-                                dict(sampler="ddim", cuda_graph=True),
-                                dict(sampler="ddpm", cuda_graph=True),
-                                dict(sampler="naive_strided")])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(sampler="ddpm"),
+        dict(sampler="ddim"),
+        dict(sampler="ddim", cuda_graph=True),
+        dict(sampler="ddpm", cuda_graph=True),
+        dict(sampler="naive_strided"),
+    ],
+)
 def test_a_non_finite_model_output_names_its_step(what, kw):
     # step 3 of 10 (0-based): t = 69 on the trailing walk 9, 19, …, 99; the naive
     # sampler walks 90, 80, …, 0
@@ -213,8 +244,7 @@ GUIDED = dict(model=ClassOracle(SCHED), labels=[0, 1])
 def test_integer_like_labels_and_seeds_are_taken():
     a = run(**GUIDED, seed=np.int64(3))
     b = run(model=GUIDED["model"], labels=np.array([0, 1]), seed=3)
-    c = run(model=GUIDED["model"], labels=torch.tensor([0, 1]), seed=None,
-            seeds=[np.int32(3), 4])
+    c = run(model=GUIDED["model"], labels=torch.tensor([0, 1]), seed=None, seeds=[np.int32(3), 4])
     assert torch.equal(a, b) and torch.equal(a, c)
     d = run(model=GUIDED["model"], labels=np.int64(1), seed=3)  # one label, broadcast
     assert torch.equal(d, run(model=GUIDED["model"], labels=[1, 1], seed=3))
@@ -236,16 +266,22 @@ def test_a_device_that_disagrees_with_the_model_is_named():
         def forward(self, x, t, labels=None):
             return model_fn(x, t)
 
-    with pytest.raises(ValueError, match=r"device='meta' was asked but the model's weights are "
-                                         r"on cpu"):
+    with pytest.raises(
+        ValueError,
+        match=r"device='meta' was asked but the model's weights are "
+        r"on cpu",
+    ):
         run(model=Wrapped(), device="meta")
 
 
 def test_a_schedule_of_another_length_than_the_models_is_refused():
     model = GaussianOracle(SCHED, 0.1, 0.5)
     model.num_timesteps = 1000  # e.g. the shipped models, trained with T = 1000
-    with pytest.raises(ValueError, match=r"trained with T = 1000 timesteps but the schedule has "
-                                         r"T = 100"):
+    with pytest.raises(
+        ValueError,
+        match=r"trained with T = 1000 timesteps but the schedule has "
+        r"T = 100",
+    ):
         run(model=model)
 
 

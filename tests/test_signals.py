@@ -21,12 +21,42 @@ from diffusion_lib.cli._signals import Terminated
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 40
-RUN = ["generate", "--no-progress", "--model", "digits", "-n", str(N), "--steps", "8",
-       "--labels", "0-9", "--seed", "5", "--threads", "1", "--batch-size", "2",
-       "--model-batch", "2"]
+RUN = [
+    "generate",
+    "--no-progress",
+    "--model",
+    "digits",
+    "-n",
+    str(N),
+    "--steps",
+    "8",
+    "--labels",
+    "0-9",
+    "--seed",
+    "5",
+    "--threads",
+    "1",
+    "--batch-size",
+    "2",
+    "--model-batch",
+    "2",
+]
 TRAIN = ["train", "--model", "moons", "--steps", "2", "--no-progress", "--threads", "1"]
-BENCH = ["bench", "--no-compile", "--generation-sizes", "0", "--repeats", "1", "--threads", "1",
-         "--batch-sizes", "2", "--steps", "2", "--no-write"]
+BENCH = [
+    "bench",
+    "--no-compile",
+    "--generation-sizes",
+    "0",
+    "--repeats",
+    "1",
+    "--threads",
+    "1",
+    "--batch-sizes",
+    "2",
+    "--steps",
+    "2",
+    "--no-write",
+]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -55,8 +85,13 @@ def clean(tmp_path_factory) -> tuple[dict[str, bytes], bytes]:
 
 
 def _start(out: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "diffusion_lib", *RUN, "--out", str(out)],
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "diffusion_lib", *RUN, "--out", str(out)],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_first_image(proc: subprocess.Popen[str], out: Path) -> None:
@@ -76,9 +111,7 @@ def _resume_matches(out: Path, clean: tuple[dict[str, bytes], bytes], capsys) ->
 
 
 # ------------------------------------------------------------ SIGTERM mid-run, then resume
-def test_sigterm_mid_run_is_one_line_143_and_the_resume_is_byte_identical(
-    clean, tmp_path, capsys
-):
+def test_sigterm_mid_run_is_one_line_143_and_the_resume_is_byte_identical(clean, tmp_path, capsys):
     out = tmp_path / "run"
     proc = _start(out)
     _wait_for_first_image(proc, out)
@@ -92,10 +125,14 @@ def test_sigterm_mid_run_is_one_line_143_and_the_resume_is_byte_identical(
 
 
 # ------------------------------------------------------------ a second signal in the cleanup
-@pytest.mark.parametrize("signals, gap", [
-    ((signal.SIGINT, signal.SIGINT, signal.SIGINT), 0.003),
-    ((signal.SIGTERM, signal.SIGINT), 0.02),
-], ids=["ctrl-c-x3", "term-then-ctrl-c"])
+@pytest.mark.parametrize(
+    "signals, gap",
+    [
+        ((signal.SIGINT, signal.SIGINT, signal.SIGINT), 0.003),
+        ((signal.SIGTERM, signal.SIGINT), 0.02),
+    ],
+    ids=["ctrl-c-x3", "term-then-ctrl-c"],
+)
 def test_a_second_signal_during_the_cleanup_prints_no_traceback(
     signals, gap, clean, tmp_path, capsys
 ):
@@ -117,7 +154,10 @@ def test_a_second_signal_during_the_cleanup_prints_no_traceback(
 def test_sigterm_while_torch_is_imported_is_one_line_143(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "diffusion_lib", *RUN, "--out", str(tmp_path / "o")],
-        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(0.5)  # torch is still being imported
     proc.send_signal(signal.SIGTERM)
@@ -128,18 +168,27 @@ def test_sigterm_while_torch_is_imported_is_one_line_143(tmp_path):
 
 
 # ------------------------------------------------------------ every command, in-process
-@pytest.mark.parametrize("stop, code, word", [
-    (KeyboardInterrupt, 130, "interrupted"),
-    (Terminated, 143, "terminated (SIGTERM)"),
-], ids=["ctrl-c", "sigterm"])
-@pytest.mark.parametrize("argv, target", [
-    (RUN, "diffusion_lib.cli.generate.run_plan"),
-    (RUN, "diffusion_lib.cli.generate._load_model"),
-    (TRAIN, "diffusion_lib.train.train"),
-    (BENCH, "diffusion_lib.cli.bench.run_bench"),
-], ids=["generate-run", "generate-load", "train", "bench"])
-def test_every_command_stops_in_one_line(argv, target, stop, code, word, tmp_path, capsys,
-                                         monkeypatch):
+@pytest.mark.parametrize(
+    "stop, code, word",
+    [
+        (KeyboardInterrupt, 130, "interrupted"),
+        (Terminated, 143, "terminated (SIGTERM)"),
+    ],
+    ids=["ctrl-c", "sigterm"],
+)
+@pytest.mark.parametrize(
+    "argv, target",
+    [
+        (RUN, "diffusion_lib.cli.generate.run_plan"),
+        (RUN, "diffusion_lib.cli.generate._load_model"),
+        (TRAIN, "diffusion_lib.train.train"),
+        (BENCH, "diffusion_lib.cli.bench.run_bench"),
+    ],
+    ids=["generate-run", "generate-load", "train", "bench"],
+)
+def test_every_command_stops_in_one_line(
+    argv, target, stop, code, word, tmp_path, capsys, monkeypatch
+):
     def stopped(*args, **kwargs):
         raise stop()
 
@@ -187,15 +236,19 @@ def _free_port() -> str:
 
 
 def _world(monkeypatch, rank: int, timeout: str) -> None:
-    for key, value in (("WORLD_SIZE", "2"), ("RANK", str(rank)), ("LOCAL_RANK", str(rank)),
-                       ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", _free_port()),
-                       ("DIFFUSION_LIB_DIST_TIMEOUT", timeout)):
+    for key, value in (
+        ("WORLD_SIZE", "2"),
+        ("RANK", str(rank)),
+        ("LOCAL_RANK", str(rank)),
+        ("MASTER_ADDR", "127.0.0.1"),
+        ("MASTER_PORT", _free_port()),
+        ("DIFFUSION_LIB_DIST_TIMEOUT", timeout),
+    ):
         monkeypatch.setenv(key, value)
 
 
 @pytest.mark.parametrize("rank", [0, 1], ids=["rank0-alone", "rank1-alone"])
-def test_a_peer_that_never_starts_is_given_up_on_in_one_line(rank, tmp_path, capsys,
-                                                             monkeypatch):
+def test_a_peer_that_never_starts_is_given_up_on_in_one_line(rank, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("diffusion_lib.generate.workers.NOTICE_AFTER_S", 0.5)
     _world(monkeypatch, rank, "2")
     out = tmp_path / "run"

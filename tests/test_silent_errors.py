@@ -82,15 +82,18 @@ def run(model=UNCOND, shape=(2, 3), **kw):
 
 
 # ------------------------------------------------------------ guidance_interval
-@pytest.mark.parametrize("interval", [(-1, 50), (0, 100), (100, 120), (-100, -1), (5, 10**9),
-                                      (np.int64(-3), np.int64(4))])
+@pytest.mark.parametrize(
+    "interval",
+    [(-1, 50), (0, 100), (100, 120), (-100, -1), (5, 10**9), (np.int64(-3), np.int64(4))],
+)
 def test_a_guidance_interval_outside_the_timesteps_is_refused(interval):
     with pytest.raises(ValueError, match=r"guidance_interval must lie within .*\[0, 99\]"):
         run(**GUIDED, guidance_interval=interval)
 
 
-@pytest.mark.parametrize("interval, steps", [((0, 8), 10), ((50, 58), 10), ((91, 98), 10),
-                                             ((1, 98), 1)])
+@pytest.mark.parametrize(
+    "interval, steps", [((0, 8), 10), ((50, 58), 10), ((91, 98), 10), ((1, 98), 1)]
+)
 def test_a_guidance_interval_that_misses_every_visited_timestep_is_refused(interval, steps):
     # 10 trailing steps visit 9, 19, …, 99; one step visits 99 only
     with pytest.raises(ValueError, match=r"guidance_interval .* holds none of the"):
@@ -117,9 +120,13 @@ class Shaped(nn.Module):
         return self.cut(eps) if (self.which == "uncond") == uncond else eps
 
 
-CUTS = {"first-row": lambda e: e[:1], "one-column": lambda e: e[:, :1],
-        "scalar": lambda e: e.mean(), "extra-dim": lambda e: e[:, None],
-        "transposed": lambda e: e.T}
+CUTS = {
+    "first-row": lambda e: e[:1],
+    "one-column": lambda e: e[:, :1],
+    "scalar": lambda e: e.mean(),
+    "extra-dim": lambda e: e[:, None],
+    "transposed": lambda e: e.T,
+}
 
 
 @pytest.mark.parametrize("cut", CUTS.values(), ids=CUTS.keys())
@@ -187,11 +194,18 @@ class CastsOutput(nn.Module):
 
 
 @pytest.mark.parametrize("dtype", BAD_DTYPES)
-@pytest.mark.parametrize("setting", [
-    dict(), dict(sampler="ddim"), dict(sampler="heun"), dict(cuda_graph=True),
-    dict(labels=[0, 1], guidance_scale=3.0, cfg_mode="batched"),
-    dict(labels=[0, 1], guidance_scale=3.0, cfg_mode="two_pass"),
-], ids=["ddpm", "ddim", "heun", "graph", "batched-cfg", "two-pass-cfg"])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        dict(),
+        dict(sampler="ddim"),
+        dict(sampler="heun"),
+        dict(cuda_graph=True),
+        dict(labels=[0, 1], guidance_scale=3.0, cfg_mode="batched"),
+        dict(labels=[0, 1], guidance_scale=3.0, cfg_mode="two_pass"),
+    ],
+    ids=["ddpm", "ddim", "heun", "graph", "batched-cfg", "two-pass-cfg"],
+)
 def test_an_integer_bool_or_complex_model_output_is_a_type_error(dtype, setting):
     model = CastsOutput(COND if "labels" in setting else UNCOND, dtype)
     with pytest.raises(TypeError, match=rf"returned ε̂ of dtype {dtype}; it must be a floating"):
@@ -214,16 +228,27 @@ class Writes(nn.Module):
         return eps
 
 
-EDITS = {"add_": lambda x: x.add_(1.0), "mul_": lambda x: x.mul_(0.5),
-         "row": lambda x: x[0].zero_(), "one-element": lambda x: x.view(-1)[-1:].fill_(7.0),
-         "clamp_": lambda x: x.clamp_(-0.01, 0.01)}
+EDITS = {
+    "add_": lambda x: x.add_(1.0),
+    "mul_": lambda x: x.mul_(0.5),
+    "row": lambda x: x[0].zero_(),
+    "one-element": lambda x: x.view(-1)[-1:].fill_(7.0),
+    "clamp_": lambda x: x.clamp_(-0.01, 0.01),
+}
 
 
 @pytest.mark.parametrize("edit", EDITS.values(), ids=EDITS.keys())
-@pytest.mark.parametrize("setting", [
-    dict(), dict(sampler="ddim", eta=0.5), dict(sampler="dpmpp_2m"), dict(cuda_graph=True),
-    dict(labels=[0, 1], guidance_scale=3.0, cfg_mode="two_pass"),
-], ids=["ddpm", "ddim", "dpmpp_2m", "graph", "two-pass-cfg"])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        dict(),
+        dict(sampler="ddim", eta=0.5),
+        dict(sampler="dpmpp_2m"),
+        dict(cuda_graph=True),
+        dict(labels=[0, 1], guidance_scale=3.0, cfg_mode="two_pass"),
+    ],
+    ids=["ddpm", "ddim", "dpmpp_2m", "graph", "two-pass-cfg"],
+)
 def test_a_model_that_writes_into_its_input_is_refused(edit, setting):
     model = Writes(COND if "labels" in setting else UNCOND, edit)
     with pytest.raises(ValueError, match="the model wrote into its input x_t"):
@@ -257,8 +282,11 @@ def test_meta_step_noise_is_named():
 
 
 # ------------------------------------------------------------ ODE samplers at T = 1
-@pytest.mark.parametrize("schedule", [NoiseSchedule([0.3]), NoiseSchedule([0.999]),
-                                      cosine_schedule(1)], ids=["b0.3", "b0.999", "cosine1"])
+@pytest.mark.parametrize(
+    "schedule",
+    [NoiseSchedule([0.3]), NoiseSchedule([0.999]), cosine_schedule(1)],
+    ids=["b0.3", "b0.999", "cosine1"],
+)
 @pytest.mark.parametrize("sigma_schedule", ["karras", "uniform"])
 def test_the_ode_samplers_on_a_one_step_schedule_equal_ddim(schedule, sigma_schedule):
     seen: list[int] = []
@@ -293,17 +321,28 @@ class Digits(nn.Module):
         return torch.zeros_like(x)
 
 
-@pytest.mark.parametrize("py, np_kw", [
-    (dict(n=4, seed=3), dict(n=np.int64(4), seed=np.int32(3))),
-    (dict(n=4, steps=7, model_batch=8), dict(n=np.int64(4), steps=np.int16(7),
-                                             model_batch=np.uint8(8))),
-    (dict(n=4, sampler="ddim", eta=0.5), dict(n=4, sampler=np.str_("ddim"),
-                                              eta=np.float64(0.5))),
-    (dict(n=4, labels=(1, 2), guidance=3), dict(n=4, labels=np.array([1, 2]),
-                                                guidance=np.int64(3))),
-    (dict(n=4, labels=(1, 2), guidance=2.5), dict(n=4, labels=[np.int64(1), np.int8(2)],
-                                                  guidance=np.float32(2.5))),
-])
+@pytest.mark.parametrize(
+    "py, np_kw",
+    [
+        (dict(n=4, seed=3), dict(n=np.int64(4), seed=np.int32(3))),
+        (
+            dict(n=4, steps=7, model_batch=8),
+            dict(n=np.int64(4), steps=np.int16(7), model_batch=np.uint8(8)),
+        ),
+        (
+            dict(n=4, sampler="ddim", eta=0.5),
+            dict(n=4, sampler=np.str_("ddim"), eta=np.float64(0.5)),
+        ),
+        (
+            dict(n=4, labels=(1, 2), guidance=3),
+            dict(n=4, labels=np.array([1, 2]), guidance=np.int64(3)),
+        ),
+        (
+            dict(n=4, labels=(1, 2), guidance=2.5),
+            dict(n=4, labels=[np.int64(1), np.int8(2)], guidance=np.float32(2.5)),
+        ),
+    ],
+)
 def test_numpy_scalars_in_generate_config_are_their_python_values(py, np_kw):
     plain, numpy = GenerateConfig(**py), GenerateConfig(**np_kw)
     assert plain == numpy
@@ -314,46 +353,53 @@ def test_numpy_scalars_in_generate_config_are_their_python_values(py, np_kw):
     assert json.dumps(settings[0], indent=2) == json.dumps(settings[1], indent=2)
 
 
-@pytest.mark.parametrize("kw, name", [
-    (dict(n=np.float64(4.0)), "n must be"), (dict(n=np.bool_(True)), "n must be"),
-    (dict(n=4, seed=np.float32(1)), "seed must be"),
-    (dict(n=4, guidance=np.bool_(True), labels=(1,)), "guidance must be"),
-    (dict(n=4, labels=np.array([1.5, 2.0])), "labels must be"),
-])
+@pytest.mark.parametrize(
+    "kw, name",
+    [
+        (dict(n=np.float64(4.0)), "n must be"),
+        (dict(n=np.bool_(True)), "n must be"),
+        (dict(n=4, seed=np.float32(1)), "seed must be"),
+        (dict(n=4, guidance=np.bool_(True), labels=(1,)), "guidance must be"),
+        (dict(n=4, labels=np.array([1.5, 2.0])), "labels must be"),
+    ],
+)
 def test_numpy_values_of_the_wrong_kind_are_refused_by_name(kw, name):
     with pytest.raises(ValueError, match=name):
         check_settings(GenerateConfig(**kw))
 
 
 # ------------------------------------------------------------ schedules name the argument
-@pytest.mark.parametrize("call, named", [
-    (lambda: cosine_schedule(10, s=-1), "cosine_schedule's s"),
-    (lambda: cosine_schedule(10, s=-0.5), "cosine_schedule's s"),
-    (lambda: cosine_schedule(10, s=float("nan")), "cosine_schedule's s"),
-    (lambda: cosine_schedule(10, s=float("inf")), "cosine_schedule's s"),
-    (lambda: cosine_schedule(10, s="0.008"), "cosine_schedule's s"),
-    (lambda: cosine_schedule(10, max_beta=0), "cosine_schedule's max_beta"),
-    (lambda: cosine_schedule(10, max_beta=1.0), "cosine_schedule's max_beta"),
-    (lambda: cosine_schedule(10, max_beta=float("nan")), "cosine_schedule's max_beta"),
-    (lambda: linear_schedule(10, beta_start=0.0), "linear_schedule's beta_start"),
-    (lambda: linear_schedule(10, beta_start=-1e-4), "linear_schedule's beta_start"),
-    (lambda: linear_schedule(10, beta_start=float("nan")), "linear_schedule's beta_start"),
-    (lambda: linear_schedule(10, beta_end=float("inf")), "linear_schedule's beta_end"),
-    (lambda: linear_schedule(10, beta_end=1.5), "linear_schedule's beta_end"),
-    (lambda: linear_schedule(10, beta_end=None), "linear_schedule's beta_end"),
-    (lambda: sigmoid_schedule(10, tau=float("nan")), "sigmoid_schedule's tau"),
-    (lambda: sigmoid_schedule(10, tau=-1), "sigmoid_schedule's tau"),
-    (lambda: sigmoid_schedule(10, start=float("nan")), "sigmoid_schedule's start"),
-    (lambda: sigmoid_schedule(10, end=float("inf")), "sigmoid_schedule's end"),
-    (lambda: sigmoid_schedule(10, start=3, end=-3), "sigmoid_schedule's end must be greater"),
-    (lambda: sigmoid_schedule(10, max_beta=2), "sigmoid_schedule's max_beta"),
-    (lambda: make_schedule(["linear"]), "unknown schedule"),
-    (lambda: make_schedule(None), "unknown schedule"),
-    (lambda: make_schedule("linear", 10**9), "num_timesteps must be a positive int, at most"),
-    (lambda: cosine_schedule(2.5), "num_timesteps must be a positive int"),
-    (lambda: cosine_schedule(True), "num_timesteps must be a positive int"),
-    (lambda: sigmoid_schedule(-3), "num_timesteps must be a positive int"),
-])
+@pytest.mark.parametrize(
+    "call, named",
+    [
+        (lambda: cosine_schedule(10, s=-1), "cosine_schedule's s"),
+        (lambda: cosine_schedule(10, s=-0.5), "cosine_schedule's s"),
+        (lambda: cosine_schedule(10, s=float("nan")), "cosine_schedule's s"),
+        (lambda: cosine_schedule(10, s=float("inf")), "cosine_schedule's s"),
+        (lambda: cosine_schedule(10, s="0.008"), "cosine_schedule's s"),
+        (lambda: cosine_schedule(10, max_beta=0), "cosine_schedule's max_beta"),
+        (lambda: cosine_schedule(10, max_beta=1.0), "cosine_schedule's max_beta"),
+        (lambda: cosine_schedule(10, max_beta=float("nan")), "cosine_schedule's max_beta"),
+        (lambda: linear_schedule(10, beta_start=0.0), "linear_schedule's beta_start"),
+        (lambda: linear_schedule(10, beta_start=-1e-4), "linear_schedule's beta_start"),
+        (lambda: linear_schedule(10, beta_start=float("nan")), "linear_schedule's beta_start"),
+        (lambda: linear_schedule(10, beta_end=float("inf")), "linear_schedule's beta_end"),
+        (lambda: linear_schedule(10, beta_end=1.5), "linear_schedule's beta_end"),
+        (lambda: linear_schedule(10, beta_end=None), "linear_schedule's beta_end"),
+        (lambda: sigmoid_schedule(10, tau=float("nan")), "sigmoid_schedule's tau"),
+        (lambda: sigmoid_schedule(10, tau=-1), "sigmoid_schedule's tau"),
+        (lambda: sigmoid_schedule(10, start=float("nan")), "sigmoid_schedule's start"),
+        (lambda: sigmoid_schedule(10, end=float("inf")), "sigmoid_schedule's end"),
+        (lambda: sigmoid_schedule(10, start=3, end=-3), "sigmoid_schedule's end must be greater"),
+        (lambda: sigmoid_schedule(10, max_beta=2), "sigmoid_schedule's max_beta"),
+        (lambda: make_schedule(["linear"]), "unknown schedule"),
+        (lambda: make_schedule(None), "unknown schedule"),
+        (lambda: make_schedule("linear", 10**9), "num_timesteps must be a positive int, at most"),
+        (lambda: cosine_schedule(2.5), "num_timesteps must be a positive int"),
+        (lambda: cosine_schedule(True), "num_timesteps must be a positive int"),
+        (lambda: sigmoid_schedule(-3), "num_timesteps must be a positive int"),
+    ],
+)
 def test_schedule_errors_name_the_argument(call, named):
     with pytest.raises((ValueError, TypeError)) as info:
         call()
@@ -372,32 +418,53 @@ def _poisoned(value: float) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-@pytest.mark.parametrize("call, named", [
-    (lambda b: frechet_distance_from_features(_poisoned(b), _features(seed=1)), "features1"),
-    (lambda b: frechet_distance_from_features(_features(), _poisoned(b)), "features2"),
-    (lambda b: kid(_poisoned(b), _features(seed=1)), "features_x"),
-    (lambda b: kid(_features(), _poisoned(b)), "features_y"),
-    (lambda b: sliced_wasserstein(_poisoned(b)[:, :2], _features()[:, :2]), "x holds"),
-    (lambda b: sliced_wasserstein(_features()[:, :2], _poisoned(b)[:, :2]), "y holds"),
-    (lambda b: toy_quality(_poisoned(b)[:, :2], "moons"), "samples holds"),
-    (lambda b: frechet_distance(torch.tensor([b, 0.0]), torch.eye(2), torch.zeros(2),
-                                torch.eye(2)), "mu1"),
-    (lambda b: frechet_distance(torch.zeros(2), torch.eye(2), torch.zeros(2),
-                                torch.tensor([[1.0, 0.0], [0.0, b]])), "sigma2"),
-], ids=["fd-1", "fd-2", "kid-x", "kid-y", "sw-x", "sw-y", "toy", "fd-mu1", "fd-sigma2"])
+@pytest.mark.parametrize(
+    "call, named",
+    [
+        (lambda b: frechet_distance_from_features(_poisoned(b), _features(seed=1)), "features1"),
+        (lambda b: frechet_distance_from_features(_features(), _poisoned(b)), "features2"),
+        (lambda b: kid(_poisoned(b), _features(seed=1)), "features_x"),
+        (lambda b: kid(_features(), _poisoned(b)), "features_y"),
+        (lambda b: sliced_wasserstein(_poisoned(b)[:, :2], _features()[:, :2]), "x holds"),
+        (lambda b: sliced_wasserstein(_features()[:, :2], _poisoned(b)[:, :2]), "y holds"),
+        (lambda b: toy_quality(_poisoned(b)[:, :2], "moons"), "samples holds"),
+        (
+            lambda b: frechet_distance(
+                torch.tensor([b, 0.0]), torch.eye(2), torch.zeros(2), torch.eye(2)
+            ),
+            "mu1",
+        ),
+        (
+            lambda b: frechet_distance(
+                torch.zeros(2), torch.eye(2), torch.zeros(2), torch.tensor([[1.0, 0.0], [0.0, b]])
+            ),
+            "sigma2",
+        ),
+    ],
+    ids=["fd-1", "fd-2", "kid-x", "kid-y", "sw-x", "sw-y", "toy", "fd-mu1", "fd-sigma2"],
+)
 def test_non_finite_metric_input_is_named(call, named, bad):
     with pytest.raises(ValueError, match=rf"{named}.*NaN/inf"):
         call(bad)
 
 
-@pytest.mark.parametrize("sigma, named, why", [
-    (-torch.eye(3), "sigma1", "not positive semi-definite"),
-    (torch.diag(torch.tensor([1.0, -0.5, 2.0])), "sigma1", "not positive semi-definite"),
-    (torch.tensor([[1.0, 0.9, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), "sigma1",
-     "not symmetric"),
-    (torch.tensor([[1.0, 2.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), "sigma1",
-     "not positive semi-definite"),
-])
+@pytest.mark.parametrize(
+    "sigma, named, why",
+    [
+        (-torch.eye(3), "sigma1", "not positive semi-definite"),
+        (torch.diag(torch.tensor([1.0, -0.5, 2.0])), "sigma1", "not positive semi-definite"),
+        (
+            torch.tensor([[1.0, 0.9, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]),
+            "sigma1",
+            "not symmetric",
+        ),
+        (
+            torch.tensor([[1.0, 2.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 1.0]]),
+            "sigma1",
+            "not positive semi-definite",
+        ),
+    ],
+)
 @pytest.mark.parametrize("side", [1, 2])
 def test_an_invalid_covariance_is_refused_by_name(sigma, named, why, side):
     good, mu = torch.eye(3), torch.zeros(3)
@@ -416,9 +483,15 @@ def test_valid_covariances_still_give_the_same_distance():
     assert math.isfinite(frechet_distance_from_features(rank_deficient, rank_deficient))
 
 
-@pytest.mark.parametrize("features", [torch.zeros(5, 3, dtype=torch.complex64),
-                                      torch.zeros(5, 3, dtype=torch.bool),
-                                      torch.zeros(5, 3, device="meta"), [[1.0, 2.0]]])
+@pytest.mark.parametrize(
+    "features",
+    [
+        torch.zeros(5, 3, dtype=torch.complex64),
+        torch.zeros(5, 3, dtype=torch.bool),
+        torch.zeros(5, 3, device="meta"),
+        [[1.0, 2.0]],
+    ],
+)
 def test_features_of_the_wrong_kind_are_named(features):
     with pytest.raises((TypeError, ValueError), match="features_x"):
         kid(features, _features())
@@ -426,11 +499,15 @@ def test_features_of_the_wrong_kind_are_named(features):
 
 # ------------------------------------------------------------ interval helpers
 @pytest.mark.parametrize("z", [0, -1, -2.0, float("nan"), float("inf"), -float("inf")])
-@pytest.mark.parametrize("call", [
-    lambda z: wilson_interval(3, 10, z),
-    lambda z: Estimate(1.0, 0.1, 5).interval(z),
-    lambda z: differs(Estimate(1.0, 0.1), Estimate(2.0, 0.1), z),
-], ids=["wilson", "interval", "differs"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda z: wilson_interval(3, 10, z),
+        lambda z: Estimate(1.0, 0.1, 5).interval(z),
+        lambda z: differs(Estimate(1.0, 0.1), Estimate(2.0, 0.1), z),
+    ],
+    ids=["wilson", "interval", "differs"],
+)
 def test_a_z_at_or_below_zero_is_named(call, z):
     with pytest.raises(ValueError, match="z must be a finite number > 0"):
         call(z)
@@ -442,10 +519,17 @@ def test_a_z_that_is_no_number_is_a_type_error(z):
         wilson_interval(3, 10, z)
 
 
-@pytest.mark.parametrize("successes, n, named", [
-    (2.5, 10, "successes"), (3.0, 10, "successes"), (3, 10.0, "n must"), (True, 3, "successes"),
-    ("3", 10, "successes"), (np.float64(3), 10, "successes"),
-])
+@pytest.mark.parametrize(
+    "successes, n, named",
+    [
+        (2.5, 10, "successes"),
+        (3.0, 10, "successes"),
+        (3, 10.0, "n must"),
+        (True, 3, "successes"),
+        ("3", 10, "successes"),
+        (np.float64(3), 10, "successes"),
+    ],
+)
 @pytest.mark.parametrize("call", [wilson_interval, binomial_estimate])
 def test_a_count_that_is_no_int_is_named(call, successes, n, named):
     with pytest.raises(TypeError, match=f"{named}"):
@@ -459,16 +543,20 @@ def test_integer_counts_of_any_int_type_still_work():
 
 # ------------------------------------------------------------ the diffusers adapter
 def _scheduler(a_bar, **config) -> SimpleNamespace:
-    return SimpleNamespace(alphas_cumprod=torch.as_tensor(a_bar, dtype=torch.float32),
-                           config={"prediction_type": "epsilon", **config})
+    return SimpleNamespace(
+        alphas_cumprod=torch.as_tensor(a_bar, dtype=torch.float32),
+        config={"prediction_type": "epsilon", **config},
+    )
 
 
 A_BAR = torch.cumprod(1 - torch.linspace(1e-3, 0.02, 50), 0)
 
 
-@pytest.mark.parametrize("scheduler", [None, "ddpm", 42, [0.9, 0.8], object(),
-                                       SimpleNamespace(config="not a mapping")],
-                         ids=["none", "str", "int", "list", "object", "config-str"])
+@pytest.mark.parametrize(
+    "scheduler",
+    [None, "ddpm", 42, [0.9, 0.8], object(), SimpleNamespace(config="not a mapping")],
+    ids=["none", "str", "int", "list", "object", "config-str"],
+)
 def test_a_scheduler_of_the_wrong_type_is_a_type_error(scheduler):
     with pytest.raises(TypeError, match="scheduler must be a diffusers scheduler"):
         schedule_from_diffusers(scheduler)
@@ -479,13 +567,16 @@ def test_a_stand_in_scheduler_needs_no_diffusers():
     np.testing.assert_allclose(schedule.alphas_cumprod_f64, A_BAR.double().numpy(), rtol=1e-12)
 
 
-@pytest.mark.parametrize("a_bar, match", [
-    (torch.cat([A_BAR[:-1], torch.zeros(1)]), "zero terminal SNR"),
-    (torch.cat([A_BAR[:-1], torch.tensor([float("nan")])]), "finite"),
-    (A_BAR.reshape(5, 10), "1-D"),
-    (torch.tensor([]), "non-empty"),
-    (torch.tensor([0.9, 0.95]), "betas it cannot use"),  # ᾱ rises: a negative β
-])
+@pytest.mark.parametrize(
+    "a_bar, match",
+    [
+        (torch.cat([A_BAR[:-1], torch.zeros(1)]), "zero terminal SNR"),
+        (torch.cat([A_BAR[:-1], torch.tensor([float("nan")])]), "finite"),
+        (A_BAR.reshape(5, 10), "1-D"),
+        (torch.tensor([]), "non-empty"),
+        (torch.tensor([0.9, 0.95]), "betas it cannot use"),  # ᾱ rises: a negative β
+    ],
+)
 def test_scheduler_values_it_cannot_use_are_named(a_bar, match):
     with pytest.raises(ValueError, match=match):
         schedule_from_diffusers(_scheduler(a_bar))
@@ -510,8 +601,11 @@ class StandInUNet(nn.Module):
         return SimpleNamespace(sample=eps) if self.returns == "output" else (eps,)
 
 
-@pytest.mark.parametrize("unet", [None, "unet", 3, lambda x, t: x, torch.zeros(2)],
-                         ids=["none", "str", "int", "function", "tensor"])
+@pytest.mark.parametrize(
+    "unet",
+    [None, "unet", 3, lambda x, t: x, torch.zeros(2)],
+    ids=["none", "str", "int", "function", "tensor"],
+)
 def test_a_unet_of_the_wrong_type_is_a_type_error(unet):
     with pytest.raises(TypeError, match="unet must be a diffusers UNet2DModel"):
         from_diffusers(unet, _scheduler(A_BAR))
@@ -541,8 +635,11 @@ def test_a_class_conditional_unet_without_a_null_label():
     model, schedule = from_diffusers(StandInUNet(num_class_embeds=4), _scheduler(A_BAR))
     kw = dict(steps=2, seed=0, progress=False)
     # without labels: the message says what to pass, not "check the shape"
-    with pytest.raises(ValueError, match=r"class-conditional \(4 class embeddings\): pass "
-                                         r"labels, or from_diffusers\(\.\.\., null_label=K\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"class-conditional \(4 class embeddings\): pass "
+        r"labels, or from_diffusers\(\.\.\., null_label=K\)",
+    ):
         sample(model, schedule, (2, 3), **kw)
     # with labels of its classes it samples (it was called "unconditional" before)
     assert sample(model, schedule, (2, 3), labels=[0, 3], **kw).shape == (2, 3)

@@ -93,10 +93,23 @@ def test_the_default_run_starts_at_pure_noise():
     schedule = linear_schedule(1000)
     model = GaussianOracle(schedule, 0.1, 0.5)
     for steps in (10, 501, 999):
-        first = next(sample_progressive(model, schedule, (1, 1), sampler="ddim", steps=steps,
-                                        seed=0, progress=False))
+        first = next(
+            sample_progressive(
+                model, schedule, (1, 1), sampler="ddim", steps=steps, seed=0, progress=False
+            )
+        )
         assert first.t == 999, steps
     # the leading spacing, asked for by name, starts far below (documented)
-    first = next(sample_progressive(model, schedule, (1, 1), sampler="ddim", steps=501,
-                                    spacing="leading", seed=0, progress=False))
+    first = next(
+        sample_progressive(
+            model,
+            schedule,
+            (1, 1),
+            sampler="ddim",
+            steps=501,
+            spacing="leading",
+            seed=0,
+            progress=False,
+        )
+    )
     assert first.t == 500 and first.alpha_bar < 0.08

@@ -67,9 +67,16 @@ def test_sampler_grid_measures_each_setting_and_seed_once(tmp_path, monkeypatch)
         return torch.zeros(shape), 1.0
 
     def fake_quality(x, labels, classifier):
-        return DigitsQuality(n=len(x), fd=float(len(calls)), fd_floor=1.0, fd_ratio=1.0,
-                             accuracy=None if labels is None else 1.0, diversity=1.0,
-                             diversity_real=1.0, class_histogram=[0] * 10)
+        return DigitsQuality(
+            n=len(x),
+            fd=float(len(calls)),
+            fd_floor=1.0,
+            fd_ratio=1.0,
+            accuracy=None if labels is None else 1.0,
+            diversity=1.0,
+            diversity_real=1.0,
+            class_histogram=[0] * 10,
+        )
 
     monkeypatch.setattr(sweeps, "_timed_sample", fake_sample)
     monkeypatch.setattr(sweeps, "digits_quality", fake_quality)
@@ -81,15 +88,16 @@ def test_sampler_grid_measures_each_setting_and_seed_once(tmp_path, monkeypatch)
     assert calls == [(4, 0, False), (4, 3, False)]
     key = json.loads(cache.path.read_text().splitlines()[0])["key"]
     assert key["device"] == "cpu" and key["weights"] == fingerprint(model, schedule, clf)
-    more = sampler_grid(model, schedule, setting, n=3, seed=[0, 1, 2], cache=cache,
-                        classifier=clf)
+    more = sampler_grid(model, schedule, setting, n=3, seed=[0, 1, 2], cache=cache, classifier=clf)
     assert calls[2:] == [(4, 6, False)]  # only the new seed is sampled
     assert more[0]["fd_seeds"][:2] == first[0]["fd_seeds"]
-    sampler_grid(model, schedule, setting, n=3, seed=[0, 1], cache=cache, classifier=clf,
-                 conditional=False)  # unconditional rows are other measurements
+    sampler_grid(
+        model, schedule, setting, n=3, seed=[0, 1], cache=cache, classifier=clf, conditional=False
+    )  # unconditional rows are other measurements
     assert calls[3:] == [(4, 0, True), (4, 3, True)]
-    uncond = sampler_grid(model, schedule, setting, n=3, seed=[0, 1], cache=cache,
-                          classifier=clf, conditional=False)
+    uncond = sampler_grid(
+        model, schedule, setting, n=3, seed=[0, 1], cache=cache, classifier=clf, conditional=False
+    )
     assert len(calls) == 5 and uncond[0]["accuracy"] is None and "accuracy_se" not in uncond[0]
 
 
@@ -99,8 +107,13 @@ def test_table_parser_cache_argument():
     assert parser.parse_args(["--cache", "none"]).cache.path is None
 
 
-BENCHMARK_TABLES = [("fewer_steps", "fewer_steps"), ("fewer_steps", "fewer_steps_cosine"),
-                    ("guidance", "guidance"), ("samplers", "samplers"), ("quality", "quality")]
+BENCHMARK_TABLES = [
+    ("fewer_steps", "fewer_steps"),
+    ("fewer_steps", "fewer_steps_cosine"),
+    ("guidance", "guidance"),
+    ("samplers", "samplers"),
+    ("quality", "quality"),
+]
 
 
 @pytest.mark.parametrize(("script", "name"), BENCHMARK_TABLES)
@@ -151,8 +164,11 @@ def test_committed_quality_table_has_intervals_and_its_command():
     for row in payload["rows"]:
         assert row["ratio_se"] > 0 and len(row["seeds"]) == len(payload["seeds"])
         low, high = row["ratio"] - 2 * row["ratio_se"], row["ratio"] + 2 * row["ratio_se"]
-        accuracy = ((row["accuracy_low"], row["accuracy_high"])
-                    if row.get("accuracy_low") is not None else None)
+        accuracy = (
+            (row["accuracy_low"], row["accuracy_high"])
+            if row.get("accuracy_low") is not None
+            else None
+        )
         assert row["bar"] == _quality_module().verdict(low, high, accuracy)
     assert payload["command"].startswith("python benchmarks/quality.py")
 
@@ -169,7 +185,8 @@ def test_quality_and_samplers_tables_share_their_guided_ddpm_1000_row():
     for key in ("fd", "accuracy", "diversity"):
         by_seed = dict(zip(samplers["seeds"], reference[f"{key}_seeds"], strict=True))
         assert [by_seed[s] for s in shared] == [
-            v for s, v in zip(quality["seeds"], guided[f"{key}_seeds"], strict=True) if s in shared]
+            v for s, v in zip(quality["seeds"], guided[f"{key}_seeds"], strict=True) if s in shared
+        ]
 
 
 def test_measure_runs_only_on_a_miss(tmp_path):
@@ -189,8 +206,13 @@ def test_publish_table_writes_the_payload_and_its_markdown(tmp_path, monkeypatch
     argv = ["--seeds", "3,4", "--publish"]
     args = table_parser("A table.", n=7).parse_args(argv)
     payload = tables.publish_table(
-        "t", "benchmarks/t.py", argv, args,
-        lambda p: f"# {p['n']} {p['seeds']} {p['extra']}\n", extra="x")
+        "t",
+        "benchmarks/t.py",
+        argv,
+        args,
+        lambda p: f"# {p['n']} {p['seeds']} {p['extra']}\n",
+        extra="x",
+    )
     assert payload["command"] == "python benchmarks/t.py --seeds 3,4"  # not where it went
     assert json.loads((tmp_path / "t.json").read_text()) == payload
     out = capsys.readouterr()

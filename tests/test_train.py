@@ -19,8 +19,9 @@ def _mean(values: list[float]) -> float:
 
 
 def test_digits_loss_falls_in_a_few_steps():
-    cfg = TrainConfig(dataset="digits", steps=25, batch_size=8, lr=3e-3, warmup_steps=1,
-                      device="cpu")
+    cfg = TrainConfig(
+        dataset="digits", steps=25, batch_size=8, lr=3e-3, warmup_steps=1, device="cpu"
+    )
     result = train(PRESETS["digits"].model, cfg, progress=False)  # the shipped architecture
     assert len(result.losses) == 25
     # ε̂ ≡ 0 at initialisation, so the first loss is the mean of ε² over 8·64 values ≈ 1
@@ -29,15 +30,23 @@ def test_digits_loss_falls_in_a_few_steps():
 
 
 def test_moons_loss_falls_in_a_few_steps():
-    cfg = TrainConfig(dataset="moons", steps=40, batch_size=64, lr=3e-3, warmup_steps=1,
-                      label_dropout=0.0, device="cpu")
+    cfg = TrainConfig(
+        dataset="moons",
+        steps=40,
+        batch_size=64,
+        lr=3e-3,
+        warmup_steps=1,
+        label_dropout=0.0,
+        device="cpu",
+    )
     result = train(PRESETS["moons"].model, cfg, progress=False)
     assert _mean(result.losses[-10:]) < 0.7 * _mean(result.losses[:5])
 
 
 def test_ema_with_zero_decay_is_the_last_iterate_and_runs_are_reproducible():
-    cfg = TrainConfig(dataset="moons", steps=5, batch_size=16, ema_decay=0.0, label_dropout=0.0,
-                      device="cpu")
+    cfg = TrainConfig(
+        dataset="moons", steps=5, batch_size=16, ema_decay=0.0, label_dropout=0.0, device="cpu"
+    )
     first = train(MLPConfig(hidden=32, depth=1), cfg, progress=False)
     second = train(MLPConfig(hidden=32, depth=1), cfg, progress=False)
     assert first.losses == second.losses
@@ -47,11 +56,14 @@ def test_ema_with_zero_decay_is_the_last_iterate_and_runs_are_reproducible():
 
 
 def test_ema_lags_the_iterate():
-    cfg = TrainConfig(dataset="moons", steps=5, batch_size=16, ema_decay=0.9, label_dropout=0.0,
-                      device="cpu")
+    cfg = TrainConfig(
+        dataset="moons", steps=5, batch_size=16, ema_decay=0.9, label_dropout=0.0, device="cpu"
+    )
     result = train(MLPConfig(hidden=32, depth=1), cfg, progress=False)
-    differs = [not torch.equal(a, b) for a, b in
-               zip(result.model.parameters(), result.raw_model.parameters(), strict=True)]
+    differs = [
+        not torch.equal(a, b)
+        for a, b in zip(result.model.parameters(), result.raw_model.parameters(), strict=True)
+    ]
     assert any(differs)
 
 
@@ -89,8 +101,20 @@ def test_cli_trains_and_writes_a_loadable_checkpoint(tmp_path, capsys):
     from diffusion_lib.pretrained import load_checkpoint
 
     out = tmp_path / "moons_tiny"
-    code = main(["train", "--model", "moons", "--out", str(out), "--steps", "3",
-                 "--device", "cpu", "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--model",
+            "moons",
+            "--out",
+            str(out),
+            "--steps",
+            "3",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     assert "wrote" in capsys.readouterr().out
     info = json.loads((tmp_path / "moons_tiny.json").read_text())

@@ -72,8 +72,10 @@ def fingerprint(*objects: Any) -> str:
         elif hasattr(obj, "alphas_cumprod"):
             tensors = [("alphas_cumprod", obj.alphas_cumprod)]
         else:
-            raise TypeError(f"cannot fingerprint {type(obj).__name__}; valid: an nn.Module, "
-                            "a tensor, or a schedule with alphas_cumprod")
+            raise TypeError(
+                f"cannot fingerprint {type(obj).__name__}; valid: an nn.Module, "
+                "a tensor, or a schedule with alphas_cumprod"
+            )
         for name, tensor in tensors:
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -92,8 +94,10 @@ def check_cache_path(path: str | Path) -> Path:
         ValueError: one line naming the path and what is wrong.
     """
     if str(path).strip() == "" or Path(path).name in ("", ".", ".."):
-        raise ValueError(f"the table cache {str(path)!r} is not a file name; give e.g. "
-                         "runs/table_cache.jsonl, or none")
+        raise ValueError(
+            f"the table cache {str(path)!r} is not a file name; give e.g. "
+            "runs/table_cache.jsonl, or none"
+        )
     path = Path(path)
     try:
         mode = os.stat(path).st_mode
@@ -150,9 +154,12 @@ class TableCache:
                 bad += 1  # cut by a kill or a full disk, or not a row of this cache
         if bad and not self._warned:
             self._warned = True
-            warnings.warn(f"table cache {self.path}: skipped {bad} unreadable line(s) (cut "
-                          "short, not UTF-8 or not a row); their rows are measured again",
-                          CacheWarning, stacklevel=3)
+            warnings.warn(
+                f"table cache {self.path}: skipped {bad} unreadable line(s) (cut "
+                "short, not UTF-8 or not a row); their rows are measured again",
+                CacheWarning,
+                stacklevel=3,
+            )
         return entries
 
     def get(self, key: dict[str, Any]) -> dict[str, Any] | None:
@@ -170,15 +177,18 @@ class TableCache:
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
-                raise ValueError(f"the table cache {self.path} is {file_kind(info.st_mode)}, "
-                                 "not a regular file")
+                raise ValueError(
+                    f"the table cache {self.path} is {file_kind(info.st_mode)}, not a regular file"
+                )
             # a line left unfinished (a kill, a full disk) must not swallow this one
             if info.st_size and os.pread(fd, 1, info.st_size - 1) != b"\n":
                 line = b"\n" + line
             written = os.write(fd, line)  # one write: whole lines, even with other writers
             if written != len(line):
-                raise OSError(f"table cache {self.path}: only {written} of {len(line)} bytes "
-                              "of a row were written (disk full?)")
+                raise OSError(
+                    f"table cache {self.path}: only {written} of {len(line)} bytes "
+                    "of a row were written (disk full?)"
+                )
         finally:
             os.close(fd)
 

@@ -73,8 +73,16 @@ def _child(batch_size: int, device: str) -> tuple[float, float]:
     model, schedule = load_pretrained("digits", device=device)
     base = torch.cuda.memory_allocated() / 2**20 if device == "cuda" else peak_rss_mib()
     labels = [i % NUM_DIGIT_CLASSES for i in range(batch_size)]
-    sample(model, schedule, (batch_size, 1, 8, 8), labels=labels, seed=0, sampler="ddim",
-           steps=1, progress=False)
+    sample(
+        model,
+        schedule,
+        (batch_size, 1, 8, 8),
+        labels=labels,
+        seed=0,
+        sampler="ddim",
+        steps=1,
+        progress=False,
+    )
     return base, now()
 
 

@@ -36,10 +36,18 @@ later, :mod:`diffusion_lib.sampling.noise`)."""
 PROFILED_STEPS = 8
 """Steps profiled on CUDA, from :data:`STEADY_STEP` on; the counts are per step (the mean)."""
 
-LAUNCH_CALLS = frozenset({
-    "cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx",
-    "cudaGraphLaunch", "cudaMemcpyAsync", "cudaMemsetAsync", "cudaLaunchCooperativeKernel",
-})
+LAUNCH_CALLS = frozenset(
+    {
+        "cudaLaunchKernel",
+        "cudaLaunchKernelExC",
+        "cuLaunchKernel",
+        "cuLaunchKernelEx",
+        "cudaGraphLaunch",
+        "cudaMemcpyAsync",
+        "cudaMemsetAsync",
+        "cudaLaunchCooperativeKernel",
+    }
+)
 """Host calls that put work on the GPU queue: a launch call each."""
 
 
@@ -56,8 +64,12 @@ class FreeModel:
 
     def __call__(self, x_t: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
         eps = self._eps
-        if eps is None or eps.shape != x_t.shape or eps.device != x_t.device \
-                or eps.dtype != x_t.dtype:
+        if (
+            eps is None
+            or eps.shape != x_t.shape
+            or eps.device != x_t.device
+            or eps.dtype != x_t.dtype
+        ):
             eps = self._eps = torch.zeros_like(x_t)
         return eps
 
@@ -104,7 +116,9 @@ def step_ops(steps: Iterator[Any], index: int = STEADY_STEP) -> Counter[str]:
 
 
 def cuda_step_profile(
-    steps: Iterator[Any], device: torch.device, index: int = STEADY_STEP,
+    steps: Iterator[Any],
+    device: torch.device,
+    index: int = STEADY_STEP,
     count: int = PROFILED_STEPS,
 ) -> dict[str, float]:
     """Kernels run and launch calls made per step, over ``count`` steps from ``index`` on
@@ -146,8 +160,9 @@ def library_steps(model: Any, schedule: Any, shape: tuple[int, ...], **kw: Any) 
     progress bar, no copies of the steps)."""
     from ..sampling import sample_progressive
 
-    return sample_progressive(model, schedule, shape, seed=0, progress=False,
-                              _copy_steps=False, **kw)
+    return sample_progressive(
+        model, schedule, shape, seed=0, progress=False, _copy_steps=False, **kw
+    )
 
 
 def bench_counts(
@@ -186,16 +201,20 @@ def bench_counts(
         ("ddim-50", lib(**DDIM), True),
         ("ddim-50+graph", lib(**DDIM, cuda_graph=True), True),
     ]
-    cases += [(p.name, lambda m, p=p: p.iterate(m, None), True)
-              for p in peers if p.iterate is not None]
+    cases += [
+        (p.name, lambda m, p=p: p.iterate(m, None), True) for p in peers if p.iterate is not None
+    ]
     free = FreeModel()
     rows: list[dict[str, Any]] = []
     by_name: dict[str, dict[str, int]] = {}
     for name, steps_of, has_sampler in cases:
         ops = step_ops(steps_of(model))
         own = step_ops(steps_of(free)) if has_sampler else None
-        row: dict[str, Any] = {"step": name, "ops": sum(ops.values()),
-                               "ops_sampler": None if own is None else sum(own.values())}
+        row: dict[str, Any] = {
+            "step": name,
+            "ops": sum(ops.values()),
+            "ops_sampler": None if own is None else sum(own.values()),
+        }
         if own is not None and name in ("eager", "ddim-50"):
             by_name[name] = dict(sorted(own.items()))
         if cuda:
@@ -206,8 +225,12 @@ def bench_counts(
             row = {"step": name, "ops": None, "ops_sampler": None}
             row.update(_profiled(lib(**kw), compiled, None, device))
             rows.append(row)
-    return {"step_index": STEADY_STEP, "profiled_steps": PROFILED_STEPS if cuda else None,
-            "rows": rows, "sampler_ops": by_name}
+    return {
+        "step_index": STEADY_STEP,
+        "profiled_steps": PROFILED_STEPS if cuda else None,
+        "rows": rows,
+        "sampler_ops": by_name,
+    }
 
 
 def _profiled(
@@ -215,9 +238,12 @@ def _profiled(
 ) -> dict[str, float | None]:
     whole = cuda_step_profile(steps_of(model), device)
     own = cuda_step_profile(steps_of(free), device) if free is not None else None
-    return {"kernels": whole["kernels"], "launches": whole["launches"],
-            "kernels_sampler": None if own is None else own["kernels"],
-            "launches_sampler": None if own is None else own["launches"]}
+    return {
+        "kernels": whole["kernels"],
+        "launches": whole["launches"],
+        "kernels_sampler": None if own is None else own["kernels"],
+        "launches_sampler": None if own is None else own["launches"],
+    }
 
 
 __all__ = [

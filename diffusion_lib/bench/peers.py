@@ -84,8 +84,10 @@ def diffusers_peers(
     try:
         import diffusers
     except Exception as err:  # ImportError, or a broken install
-        return [], (f"diffusers peers not measured: `import diffusers` failed "
-                    f"({type(err).__name__}: {err}); {INSTALL}")
+        return [], (
+            f"diffusers peers not measured: `import diffusers` failed "
+            f"({type(err).__name__}: {err}); {INSTALL}"
+        )
     betas = schedule.betas.detach().cpu().numpy()
     T, batch = len(betas), shape[0]
 
@@ -93,10 +95,18 @@ def diffusers_peers(
         return _quiet(lambda: cls(num_train_timesteps=T, trained_betas=betas, **kw))
 
     ddpm = make(diffusers.DDPMScheduler, variance_type="fixed_large", clip_sample=True)
-    dpm = make(diffusers.DPMSolverMultistepScheduler, algorithm_type="dpmsolver++",
-               solver_order=2, use_karras_sigmas=True)
-    ddim = make(diffusers.DDIMScheduler, clip_sample=True, set_alpha_to_one=True,
-                timestep_spacing="trailing")
+    dpm = make(
+        diffusers.DPMSolverMultistepScheduler,
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        use_karras_sigmas=True,
+    )
+    ddim = make(
+        diffusers.DDIMScheduler,
+        clip_sample=True,
+        set_alpha_to_one=True,
+        timestep_spacing="trailing",
+    )
 
     def x_T() -> tuple[Tensor, torch.Generator]:
         gen = torch.Generator(device).manual_seed(SEED)
@@ -126,18 +136,34 @@ def diffusers_peers(
         x, gen = x_T()
         for t in ddim.timesteps[:n]:
             eps = model(x, t.to(device).expand(batch))
-            x = ddim.step(eps, t, x, eta=0.0, use_clipped_model_output=True,
-                          generator=gen).prev_sample
+            x = ddim.step(
+                eps, t, x, eta=0.0, use_clipped_model_output=True, generator=gen
+            ).prev_sample
             yield x
 
     version = getattr(diffusers, "__version__", "?")
     return [
-        Peer("diffusers DDPM", "eager", None, ddpm_loop,
-             note=f"diffusers {version} DDPMScheduler, fixed_large, clip_sample"),
-        Peer("diffusers DPM-Solver++(2M)-50", "dpmpp_2m-50", PEER_STEPS, dpm_loop,
-             note=f"diffusers {version} DPMSolverMultistepScheduler, Karras σ"),
-        Peer("diffusers DDIM-50", "ddim-50", PEER_STEPS, ddim_loop,
-             note=f"diffusers {version} DDIMScheduler, trailing, clip_sample"),
+        Peer(
+            "diffusers DDPM",
+            "eager",
+            None,
+            ddpm_loop,
+            note=f"diffusers {version} DDPMScheduler, fixed_large, clip_sample",
+        ),
+        Peer(
+            "diffusers DPM-Solver++(2M)-50",
+            "dpmpp_2m-50",
+            PEER_STEPS,
+            dpm_loop,
+            note=f"diffusers {version} DPMSolverMultistepScheduler, Karras σ",
+        ),
+        Peer(
+            "diffusers DDIM-50",
+            "ddim-50",
+            PEER_STEPS,
+            ddim_loop,
+            note=f"diffusers {version} DDIMScheduler, trailing, clip_sample",
+        ),
     ], ""
 
 
@@ -155,23 +181,33 @@ def kdiffusion_peer(
         from k_diffusion import sampling as k_sampling
         from k_diffusion.external import DiscreteEpsDDPMDenoiser
     except Exception as err:  # ImportError, or one of its many dependencies failing
-        return [], (f"k-diffusion peer not measured: `import k_diffusion` failed "
-                    f"({type(err).__name__}: {err}); it imports its whole package (torchvision, "
-                    "kornia, clip-anytorch, clean-fid, torchsde, …)")
+        return [], (
+            f"k-diffusion peer not measured: `import k_diffusion` failed "
+            f"({type(err).__name__}: {err}); it imports its whole package (torchvision, "
+            "kornia, clip-anytorch, clean-fid, torchsde, …)"
+        )
 
     def whole(model: Any) -> Tensor:
-        denoiser = DiscreteEpsDDPMDenoiser(model, schedule.alphas_cumprod.to(device),
-                                           quantize=True)
+        denoiser = DiscreteEpsDDPMDenoiser(model, schedule.alphas_cumprod.to(device), quantize=True)
         sigmas = k_sampling.get_sigmas_karras(
-            PEER_STEPS, float(denoiser.sigma_min), float(denoiser.sigma_max), device=device)
+            PEER_STEPS, float(denoiser.sigma_min), float(denoiser.sigma_max), device=device
+        )
         gen = torch.Generator(device).manual_seed(SEED)
         x = torch.randn(shape, generator=gen, device=device) * sigmas[0]
         with torch.no_grad():
             return k_sampling.sample_dpmpp_2m(denoiser, x, sigmas, disable=True)
 
     version = _version("k-diffusion")
-    return [Peer("k-diffusion DPM-Solver++(2M)-50", "dpmpp_2m-50", PEER_STEPS, None, whole,
-                 note=f"k-diffusion {version} sample_dpmpp_2m, Karras σ")], ""
+    return [
+        Peer(
+            "k-diffusion DPM-Solver++(2M)-50",
+            "dpmpp_2m-50",
+            PEER_STEPS,
+            None,
+            whole,
+            note=f"k-diffusion {version} sample_dpmpp_2m, Karras σ",
+        )
+    ], ""
 
 
 def _version(dist: str) -> str:

@@ -69,17 +69,24 @@ def markdown(payload: dict[str, Any], command: str) -> str:
             "",
             f"- bare forward: {d['forward_ms']:.3f} ms per call",
             f"- loop overhead (eager loop ÷ {steps} bare forwards): {d['loop_overhead']:.3f}"
-            + ("" if cuda else f" (target ≤ {t['loop_overhead_max']}: "
-               f"{_check(d['loop_overhead'] <= t['loop_overhead_max'])})")
+            + (
+                ""
+                if cuda
+                else f" (target ≤ {t['loop_overhead_max']}: "
+                f"{_check(d['loop_overhead'] <= t['loop_overhead_max'])})"
+            )
             + f"; with the graph step: {d['graph_loop_overhead']:.3f}",
             f"- DDIM-50 vs DDPM-1000: {d['ddim50_speedup']:.1f}× faster "
             f"(DDPM-1000 = {d['ddpm1000_seconds']:.2f} s; target ≥ {t['ddim50_speedup_min']:g}: "
             f"{_check(d['ddim50_speedup'] >= t['ddim50_speedup_min'])})",
             f"- batched CFG vs two-pass: {d['cfg_batched_speedup']:.2f}×"
-            + (f" (CUDA target ≥ {t['cfg_batched_speedup_min']}: "
-               f"{_check(d['cfg_batched_speedup'] >= t['cfg_batched_speedup_min'])})" if cuda
-               else " (the CUDA target ≥ 1.5× does not apply on a CPU: there a call of 2B "
-               "costs two calls of B or more)"),
+            + (
+                f" (CUDA target ≥ {t['cfg_batched_speedup_min']}: "
+                f"{_check(d['cfg_batched_speedup'] >= t['cfg_batched_speedup_min'])})"
+                if cuda
+                else " (the CUDA target ≥ 1.5× does not apply on a CPU: there a call of 2B "
+                "costs two calls of B or more)"
+            ),
             f"- fastest no-guidance variant: {d['best_variant']}, "
             f"{d['best_per_1000_steps']:.3f} s per 1000 steps",
         ]
@@ -129,18 +136,25 @@ def _peers(b: dict[str, Any]) -> list[str]:
     if not b.get("peers") and not b.get("peer_notes"):
         return []
     lines = [
-        "", "### Against the peers", "",
+        "",
+        "### Against the peers",
+        "",
         "Same model, batch and seeds, timed in the same run, interleaved (diffusers' loops as "
         "its pipelines write them; see `diffusion_lib/bench/peers.py`). library ÷ peer = the "
         "ratio of the two wall times: below 1 the library is faster; closer to 1 than the "
-        "rows' spread is a tie.", "",
+        "rows' spread is a tie.",
+        "",
     ]
     if b.get("peers"):
-        lines += ["| library | peer | steps timed | library s | peer s | library ÷ peer |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "| library | peer | steps timed | library s | peer s | library ÷ peer |",
+            "|---|---|---|---|---|---|",
+        ]
     for v in b.get("peers", []):
-        lines.append(f"| {v['library']} | {v['peer']} | {v['steps']} | "
-                     f"{v['library_seconds']:.3f} | {v['peer_seconds']:.3f} | {v['ratio']:.2f} |")
+        lines.append(
+            f"| {v['library']} | {v['peer']} | {v['steps']} | "
+            f"{v['library_seconds']:.3f} | {v['peer_seconds']:.3f} | {v['ratio']:.2f} |"
+        )
     if b.get("peers") and b.get("peer_notes"):
         lines.append("")
     lines += [f"- {why}" for why in b.get("peer_notes", [])]
@@ -154,9 +168,12 @@ def _loop_cost(b: dict[str, Any]) -> list[str]:
     faces = {v["peer"]: v["library"] for v in b.get("peers", [])}
     cost = {r["loop"]: r for r in b["loop_cost"]}
     lines = [
-        "", "### The loop's own cost: a near-free model", "",
+        "",
+        "### The loop's own cost: a near-free model",
+        "",
         "The model returns one cached zero tensor (no operator), so the time is the loop's own "
-        "bookkeeping: whole runs, set-up included; ms per step = wall ÷ steps.", "",
+        "bookkeeping: whole runs, set-up included; ms per step = wall ÷ steps.",
+        "",
         "| loop | steps | wall s | spread | ms per step | library ÷ this |",
         "|---|---|---|---|---|---|",
     ]
@@ -165,9 +182,11 @@ def _loop_cost(b: dict[str, Any]) -> list[str]:
         lib = cost.get(faces.get(r["loop"], ""))
         ratio = "–" if lib is None else f"{lib['ms_per_step'] / r['ms_per_step']:.2f}"
         who = f"library {r['loop']}" if r["library"] else r["loop"]
-        lines.append(f"| {who} | {r['steps']} | {r['seconds']:.3f} | "
-                     f"{(max(runs) - min(runs)) / r['seconds']:.0%} | {r['ms_per_step']:.3f} | "
-                     f"{ratio} |")
+        lines.append(
+            f"| {who} | {r['steps']} | {r['seconds']:.3f} | "
+            f"{(max(runs) - min(runs)) / r['seconds']:.0%} | {r['ms_per_step']:.3f} | "
+            f"{ratio} |"
+        )
     return lines
 
 
@@ -185,32 +204,41 @@ def _op_counts(b: dict[str, Any]) -> list[str]:
     def model_part(r: dict[str, Any]) -> float | None:
         if r["step"] == "forward":
             return r["ops"]
-        return None if r["ops"] is None or r["ops_sampler"] is None else \
-            r["ops"] - r["ops_sampler"]
+        return None if r["ops"] is None or r["ops_sampler"] is None else r["ops"] - r["ops_sampler"]
 
     lines = [
-        "", f"### Operators per step (step {counts['step_index']}, counted, not timed)", "",
+        "",
+        f"### Operators per step (step {counts['step_index']}, counted, not timed)",
+        "",
         "aten operators dispatched in one steady step (a `TorchDispatchMode`: every operator, "
         "views included); the sampler's own with the near-free model, the model's = the rest; "
         "`forward` is one bare model call. "
-        + ("CUDA kernels run and host launch calls per step from `torch.profiler` (mean over "
-           f"{counts['profiled_steps']} steps): a CUDA-graph step replays its kernels with one "
-           "launch. `torch.compile`'s fused kernels bypass the dispatcher, so its rows have "
-           "kernels only." if cuda else
-           "`torch.compile`'s fused kernels bypass the dispatcher: compiled steps are counted "
-           "on CUDA only (kernels and launches, `benchmarks/cuda_check.sh`)."),
+        + (
+            "CUDA kernels run and host launch calls per step from `torch.profiler` (mean over "
+            f"{counts['profiled_steps']} steps): a CUDA-graph step replays its kernels with one "
+            "launch. `torch.compile`'s fused kernels bypass the dispatcher, so its rows have "
+            "kernels only."
+            if cuda
+            else "`torch.compile`'s fused kernels bypass the dispatcher: compiled steps are "
+            "counted on CUDA only (kernels and launches, `benchmarks/cuda_check.sh`)."
+        ),
         "",
     ]
     if cuda:
-        lines += ["| step | aten ops | the model's | the sampler's | CUDA kernels | the sampler's "
-                  "| launch calls | the sampler's |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "| step | aten ops | the model's | the sampler's | CUDA kernels | the sampler's "
+            "| launch calls | the sampler's |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
     else:
         lines += ["| step | aten ops | the model's | the sampler's |", "|---|---|---|---|"]
     for r in rows:
         line = f"| {r['step']} | {n(r['ops'])} | {n(model_part(r))} | {n(r['ops_sampler'])} |"
         if cuda:
-            line += (f" {n(r.get('kernels'))} | {n(r.get('kernels_sampler'))} | "
-                     f"{n(r.get('launches'))} | {n(r.get('launches_sampler'))} |")
+            line += (
+                f" {n(r.get('kernels'))} | {n(r.get('kernels_sampler'))} | "
+                f"{n(r.get('launches'))} | {n(r.get('launches_sampler'))} |"
+            )
         lines.append(line)
     return lines
 
@@ -237,8 +265,10 @@ def write(
     return path
 
 
-HEADER = (f"{'batch':>6}{'fwd ms':>9}{'eager s/1000':>14}{'graph s/1000':>14}{'overhead':>10}"
-          f"{'DDIM-50 ×':>11}{'CFG batched ×':>15}{'compile ×':>11}{'bf16 ×':>8}")
+HEADER = (
+    f"{'batch':>6}{'fwd ms':>9}{'eager s/1000':>14}{'graph s/1000':>14}{'overhead':>10}"
+    f"{'DDIM-50 ×':>11}{'CFG batched ×':>15}{'compile ×':>11}{'bf16 ×':>8}"
+)
 """Column titles of :func:`bench_headlines`' lines."""
 
 
@@ -255,8 +285,10 @@ def bench_headlines(result: dict[str, Any]) -> list[str]:
         rows = {r["variant"]: r for r in b["rows"] if r.get("seconds") is not None}
         d = b["derived"]
         eager = rows["eager"]["per_1000_steps"]
-        vs_eager = {k: eager / rows[k]["per_1000_steps"] if k in rows else math.nan
-                    for k in ("compiled", "bf16")}
+        vs_eager = {
+            k: eager / rows[k]["per_1000_steps"] if k in rows else math.nan
+            for k in ("compiled", "bf16")
+        }
         lines.append(
             f"{b['batch']:>6}{d['forward_ms']:>9.2f}{eager:>14.2f}"
             f"{rows['graph']['per_1000_steps']:>14.2f}{d['loop_overhead']:>10.3f}"

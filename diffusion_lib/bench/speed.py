@@ -82,8 +82,15 @@ TARGETS = {
 benchmark, not a test)."""
 
 
-NO_GUIDANCE = ("eager", "graph", "compiled", "compiled+graph", "bf16", "bf16+graph",
-               "channels-last")
+NO_GUIDANCE = (
+    "eager",
+    "graph",
+    "compiled",
+    "compiled+graph",
+    "bf16",
+    "bf16+graph",
+    "channels-last",
+)
 """The 1000-step DDPM variants without guidance, compared for the CUDA targets."""
 
 FREE = "free model: "
@@ -198,13 +205,16 @@ def bench_batch(
     variants["channels-last"] = loop(nhwc)
     if device.type == "cuda":
         variants["bf16+graph"] = loop(bf16, cuda_graph=True)
-    variants["cfg two-pass"] = loop(model, labels=labels, guidance_scale=cfg.guidance,
-                                    cfg_mode="two_pass")
-    variants["cfg batched"] = loop(model, labels=labels, guidance_scale=cfg.guidance,
-                                   cfg_mode="batched")
+    variants["cfg two-pass"] = loop(
+        model, labels=labels, guidance_scale=cfg.guidance, cfg_mode="two_pass"
+    )
+    variants["cfg batched"] = loop(
+        model, labels=labels, guidance_scale=cfg.guidance, cfg_mode="batched"
+    )
     if device.type == "cuda":
-        variants["cfg batched+graph"] = loop(model, labels=labels, guidance_scale=cfg.guidance,
-                                             cfg_mode="batched", cuda_graph=True)
+        variants["cfg batched+graph"] = loop(
+            model, labels=labels, guidance_scale=cfg.guidance, cfg_mode="batched", cuda_graph=True
+        )
 
     def ddim50() -> Tensor:
         return sample(model, schedule, shape, sampler="ddim", steps=50, seed=0, progress=False)
@@ -212,26 +222,40 @@ def bench_batch(
     variants["ddim-50"] = ddim50
     if device.type == "cuda":
         variants["ddim-50+graph"] = lambda: sample(
-            model, schedule, shape, sampler="ddim", steps=50, seed=0, progress=False,
+            model,
+            schedule,
+            shape,
+            sampler="ddim",
+            steps=50,
+            seed=0,
+            progress=False,
             cuda_graph=True,
         )
     variants["dpmpp_2m-50"] = lambda: sample(
-        model, schedule, shape, sampler="dpmpp_2m", steps=PEER_STEPS, seed=0, progress=False)
+        model, schedule, shape, sampler="dpmpp_2m", steps=PEER_STEPS, seed=0, progress=False
+    )
     peers, missing = all_peers(schedule, shape, device) if cfg.peers else ([], [])
     whole = {"ddim-50", "ddim-50+graph", "dpmpp_2m-50"} | {p.name for p in peers if p.steps}
     for peer in peers:
-        variants[peer.name] = (lambda p=peer: p.run(model, p.steps or steps))
+        variants[peer.name] = lambda p=peer: p.run(model, p.steps or steps)
         notes[peer.name] = peer.note
     free = FreeModel()
-    free_steps = {"eager": FREE_DDPM_STEPS, "graph": FREE_DDPM_STEPS, "ddim-50": 50,
-                  "dpmpp_2m-50": 50, **{p.name: p.steps or FREE_DDPM_STEPS for p in peers}}
+    free_steps = {
+        "eager": FREE_DDPM_STEPS,
+        "graph": FREE_DDPM_STEPS,
+        "ddim-50": 50,
+        "dpmpp_2m-50": 50,
+        **{p.name: p.steps or FREE_DDPM_STEPS for p in peers},
+    }
     free_runs: dict[str, Callable[[], Tensor]] = {
         "eager": lambda: sample(free, schedule, shape, seed=0, progress=False, **DDPM),
-        "graph": lambda: sample(free, schedule, shape, seed=0, progress=False, cuda_graph=True,
-                                **DDPM),
+        "graph": lambda: sample(
+            free, schedule, shape, seed=0, progress=False, cuda_graph=True, **DDPM
+        ),
         "ddim-50": lambda: sample(free, schedule, shape, seed=0, progress=False, **DDIM),
-        "dpmpp_2m-50": lambda: sample(free, schedule, shape, sampler="dpmpp_2m",
-                                      steps=PEER_STEPS, seed=0, progress=False),
+        "dpmpp_2m-50": lambda: sample(
+            free, schedule, shape, sampler="dpmpp_2m", steps=PEER_STEPS, seed=0, progress=False
+        ),
         **{p.name: (lambda p=p: p.run(free)) for p in peers},
     }
     for name, run in free_runs.items():
@@ -252,16 +276,18 @@ def bench_batch(
             else None
         )
         whole_run = name in whole
-        rows.append({
-            "variant": name,
-            "seconds": seconds,
-            "all_seconds": times[name],
-            "steps_timed": PEER_STEPS if whole_run else steps,
-            "per_1000_steps": None if whole_run else seconds * scale,
-            "vs_chapter": (median["chapter"] / seconds) if "chapter" in median else None,
-            "max_abs_diff_vs_eager": diff,
-            "note": notes.get(name, ""),
-        })
+        rows.append(
+            {
+                "variant": name,
+                "seconds": seconds,
+                "all_seconds": times[name],
+                "steps_timed": PEER_STEPS if whole_run else steps,
+                "per_1000_steps": None if whole_run else seconds * scale,
+                "vs_chapter": (median["chapter"] / seconds) if "chapter" in median else None,
+                "max_abs_diff_vs_eager": diff,
+                "note": notes.get(name, ""),
+            }
+        )
     for name, note in notes.items():
         if name not in median:
             rows.append({"variant": name, "seconds": None, "note": note})
@@ -279,18 +305,40 @@ def bench_batch(
     best = min((k for k in median if k in NO_GUIDANCE), key=median.__getitem__)
     derived["best_variant"] = best
     derived["best_per_1000_steps"] = median[best] * scale
-    versus = [{"library": p.versus, "peer": p.name, "steps": p.steps or steps,
-               "library_seconds": median[p.versus], "peer_seconds": median[p.name],
-               "ratio": median[p.versus] / median[p.name]} for p in peers]
-    loop_cost = [{"loop": name, "library": name in ("eager", "graph", "ddim-50", "dpmpp_2m-50"),
-                  "steps": free_steps[name], "seconds": median[FREE + name],
-                  "all_seconds": times[FREE + name],
-                  "ms_per_step": median[FREE + name] / free_steps[name] * 1e3}
-                 for name in free_runs]
+    versus = [
+        {
+            "library": p.versus,
+            "peer": p.name,
+            "steps": p.steps or steps,
+            "library_seconds": median[p.versus],
+            "peer_seconds": median[p.name],
+            "ratio": median[p.versus] / median[p.name],
+        }
+        for p in peers
+    ]
+    loop_cost = [
+        {
+            "loop": name,
+            "library": name in ("eager", "graph", "ddim-50", "dpmpp_2m-50"),
+            "steps": free_steps[name],
+            "seconds": median[FREE + name],
+            "all_seconds": times[FREE + name],
+            "ms_per_step": median[FREE + name] / free_steps[name] * 1e3,
+        }
+        for name in free_runs
+    ]
     log("  counting the operators of one step")
     counts = bench_counts(model, schedule, shape, device, compiled_model, peers)
-    return {"batch": batch, "steps": steps, "rows": rows, "derived": derived,
-            "peers": versus, "peer_notes": missing, "loop_cost": loop_cost, "op_counts": counts}
+    return {
+        "batch": batch,
+        "steps": steps,
+        "rows": rows,
+        "derived": derived,
+        "peers": versus,
+        "peer_notes": missing,
+        "loop_cost": loop_cost,
+        "op_counts": counts,
+    }
 
 
 _GEN_CHILD = r"""
@@ -318,10 +366,26 @@ def bench_generation(
     for n in cfg.generation_sizes:
         with tempfile.TemporaryDirectory(prefix="bench-gen-") as out:
             argv = [
-                "generate", "--model", cfg.model, "-n", str(n), "--sampler", "ddim",
-                "--steps", str(cfg.generation_steps), "--labels", "0-9", "--guidance", "3",
-                "--batch-size", str(cfg.generation_batch), "--out", out, "--no-progress",
-                "--device", str(device),
+                "generate",
+                "--model",
+                cfg.model,
+                "-n",
+                str(n),
+                "--sampler",
+                "ddim",
+                "--steps",
+                str(cfg.generation_steps),
+                "--labels",
+                "0-9",
+                "--guidance",
+                "3",
+                "--batch-size",
+                str(cfg.generation_batch),
+                "--out",
+                out,
+                "--no-progress",
+                "--device",
+                str(device),
             ]
             if cfg.threads is not None:
                 argv += ["--threads", str(cfg.threads)]
@@ -329,7 +393,9 @@ def bench_generation(
                 argv += ["--cuda-graph"]
             proc = subprocess.run(
                 [sys.executable, "-c", _GEN_CHILD, json.dumps(argv)],
-                capture_output=True, text=True, check=False,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RESULT ")]
             if proc.returncode != 0 or not lines:
@@ -337,9 +403,11 @@ def bench_generation(
             result = json.loads(lines[-1].removeprefix("BENCH_RESULT "))
             files = sum(1 for p in Path(out).glob("sample_*.png"))
         row = {"n": n, "files": files, **result, "images_per_s": n / result["seconds"]}
-        log(f"  generate {n}: {row['seconds']:.1f} s, {row['images_per_s']:.1f} images/s, "
+        log(
+            f"  generate {n}: {row['seconds']:.1f} s, {row['images_per_s']:.1f} images/s, "
             f"peak RSS {row['peak_rss_mib']:.0f} MiB"
-            + (f", peak CUDA {row['peak_cuda_mib']:.0f} MiB" if row["peak_cuda_mib"] else ""))
+            + (f", peak CUDA {row['peak_cuda_mib']:.0f} MiB" if row["peak_cuda_mib"] else "")
+        )
         rows.append(row)
     return rows
 
@@ -398,8 +466,10 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         "device_slug": device_slug(device),
         "batches": batches,
         "generation": generation,
-        "targets": {k: (v if not isinstance(v, dict) else {str(b): s for b, s in v.items()})
-                    for k, v in TARGETS.items()},
+        "targets": {
+            k: (v if not isinstance(v, dict) else {str(b): s for b, s in v.items()})
+            for k, v in TARGETS.items()
+        },
     }
 
 

@@ -83,17 +83,23 @@ def _sample_and_score(
     """
     labels = torch.arange(n) % NUM_DIGIT_CLASSES if conditional else None
     seeds = [seed * n + i for i in range(n)]
-    x, seconds = _timed_sample(model, schedule, (n, 1, 8, 8), labels=labels, seeds=seeds,
-                               **kwargs)
+    x, seconds = _timed_sample(model, schedule, (n, 1, 8, 8), labels=labels, seeds=seeds, **kwargs)
     return x, seconds, digits_quality(x.clamp(-1, 1), labels, classifier)
 
 
 def _measurement(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """One (setting, seed) of :func:`sampler_grid`: :func:`_sample_and_score`'s numbers."""
     _, seconds, q = _sample_and_score(*args, **kwargs)
-    return dict(seconds=seconds, fd=q.fd, fd_floor=q.fd_floor, fd_sd=q.fd_sd,
-                fd_floor_sd=q.fd_floor_sd, accuracy=q.accuracy, diversity=q.diversity,
-                diversity_real=q.diversity_real)
+    return dict(
+        seconds=seconds,
+        fd=q.fd,
+        fd_floor=q.fd_floor,
+        fd_sd=q.fd_sd,
+        fd_floor_sd=q.fd_floor_sd,
+        accuracy=q.accuracy,
+        diversity=q.diversity,
+        diversity_real=q.diversity_real,
+    )
 
 
 def _seed_list(seed: int | Sequence[int]) -> list[int]:
@@ -132,8 +138,10 @@ def paired_difference(row: dict[str, Any], ref: dict[str, Any], key: str = "fd")
     :func:`~diffusion_lib.metrics.over_seeds` gives mean ± SE.
     """
     if row.get("seeds") != ref.get("seeds") or f"{key}_seeds" not in row:
-        raise ValueError(f"paired_difference needs two rows measured on the same >= 2 seeds "
-                         f"(got {row.get('seeds')} and {ref.get('seeds')})")
+        raise ValueError(
+            f"paired_difference needs two rows measured on the same >= 2 seeds "
+            f"(got {row.get('seeds')} and {ref.get('seeds')})"
+        )
     pairs = zip(row[f"{key}_seeds"], ref[f"{key}_seeds"], strict=True)
     return over_seeds([a - b for a, b in pairs])
 
@@ -172,13 +180,30 @@ def sampler_grid(
         base = {k: v for k, v in asdict(setting).items() if k not in ("label", "extra")}
         per_seed = []
         for s in seeds:
-            key = dict(kind="digits", setting=setting.kwargs(), n=n, seed=s,
-                       guidance_scale=guidance_scale, conditional=conditional, weights=weights,
-                       device=device)
-            measured = cache.measure(key, partial(
-                _measurement, model, schedule, n, s, classifier, conditional,
-                guidance_scale=guidance_scale, **setting.kwargs(),
-            ))
+            key = dict(
+                kind="digits",
+                setting=setting.kwargs(),
+                n=n,
+                seed=s,
+                guidance_scale=guidance_scale,
+                conditional=conditional,
+                weights=weights,
+                device=device,
+            )
+            measured = cache.measure(
+                key,
+                partial(
+                    _measurement,
+                    model,
+                    schedule,
+                    n,
+                    s,
+                    classifier,
+                    conditional,
+                    guidance_scale=guidance_scale,
+                    **setting.kwargs(),
+                ),
+            )
             per_seed.append(dict(base, name=setting.name, n=n, seed=s, **measured))
         rows.append(_over_seeds(per_seed))
     return rows
@@ -208,12 +233,22 @@ def guidance_sweep(
             x, seconds, q = _sample_and_score(
                 model, schedule, n, s, classifier, guidance_scale=float(w), **sampler_kwargs
             )
-            per_seed.append(dict(
-                w=float(w), n=n, seed=s, seconds=seconds, accuracy=q.accuracy, fd=q.fd,
-                fd_floor=q.fd_floor, fd_sd=q.fd_sd, fd_floor_sd=q.fd_floor_sd,
-                diversity=q.diversity, diversity_real=q.diversity_real,
-                saturated=float((x.abs() >= 0.999).float().mean()),
-            ))
+            per_seed.append(
+                dict(
+                    w=float(w),
+                    n=n,
+                    seed=s,
+                    seconds=seconds,
+                    accuracy=q.accuracy,
+                    fd=q.fd,
+                    fd_floor=q.fd_floor,
+                    fd_sd=q.fd_sd,
+                    fd_floor_sd=q.fd_floor_sd,
+                    diversity=q.diversity,
+                    diversity_real=q.diversity_real,
+                    saturated=float((x.abs() >= 0.999).float().mean()),
+                )
+            )
             grids.setdefault(float(w), x[:20])
         rows.append(_over_seeds(per_seed))
     return rows, grids

@@ -90,22 +90,31 @@ def table_parser(doc: str, n: int, seeds: str = "0,1,2") -> argparse.ArgumentPar
     """
     parser = _TableParser(description=doc.splitlines()[0])
     parser.add_argument("--n", type=int, default=n)
-    parser.add_argument("--seeds", type=_seeds_arg, default=seeds,
-                        help="comma-separated, at least 2")
+    parser.add_argument(
+        "--seeds", type=_seeds_arg, default=seeds, help="comma-separated, at least 2"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
-        "--cache", type=_cache_arg, default=DEFAULT_CACHE,
+        "--cache",
+        type=_cache_arg,
+        default=DEFAULT_CACHE,
         help=f"per-seed measurements kept here, so a stopped run resumes (default "
-             f"{DEFAULT_CACHE}; 'none' to measure everything again)")
+        f"{DEFAULT_CACHE}; 'none' to measure everything again)",
+    )
     parser.add_argument(
-        "--publish", action="store_true",
+        "--publish",
+        action="store_true",
         help="write the table into the package's committed results (diffusion_lib/results/), "
-             "replacing the committed one; without it the table goes to "
-             f"{DEFAULT_TABLES}/ (or --out)")
+        "replacing the committed one; without it the table goes to "
+        f"{DEFAULT_TABLES}/ (or --out)",
+    )
     parser.add_argument(
-        "--out", type=_out_arg, default=None,
+        "--out",
+        type=_out_arg,
+        default=None,
         help=f"directory for the table's .json and .md (default {DEFAULT_TABLES}; "
-             "the committed results only with --publish)")
+        "the committed results only with --publish)",
+    )
     return parser
 
 
@@ -132,8 +141,10 @@ def provenance(script: str, argv: Sequence[str] | None, threads: int) -> tuple[s
     written, not what it measures."""
     words = _measuring_args(sys.argv[1:] if argv is None else argv)
     command = f"python {script} " + shlex.join(words)
-    env = (f"torch {torch.__version__}, {platform.machine()}, {threads} threads, "
-           f"git {git_commit()[:12]}")
+    env = (
+        f"torch {torch.__version__}, {platform.machine()}, {threads} threads, "
+        f"git {git_commit()[:12]}"
+    )
     return command.strip(), env
 
 
@@ -163,8 +174,11 @@ def publish_table(
     try:
         path = write_results(name, payload, markdown, Path(DEFAULT_TABLES) if out is None else out)
     except OSError as err:
-        print(f"error: writing the table failed: {os_error_line(err)}; the files there are "
-              "as they were", file=sys.stderr)
+        print(
+            f"error: writing the table failed: {os_error_line(err)}; the files there are "
+            "as they were",
+            file=sys.stderr,
+        )
         raise SystemExit(1) from None
     print(f"wrote {path} and {path.with_suffix('.md')}", file=sys.stderr)
     return payload

@@ -72,8 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             return int(args.func(args) or 0)
     except KeyboardInterrupt as err:
-        print(("\n" if _signals.exit_code(err) == 130 else "") + _signals.stopped(err),
-              file=sys.stderr)
+        print(
+            ("\n" if _signals.exit_code(err) == 130 else "") + _signals.stopped(err),
+            file=sys.stderr,
+        )
         return _signals.exit_code(err)
     except OSError as err:
         print(f"error: {os_error_line(err)}", file=sys.stderr)

@@ -88,5 +88,4 @@ def handled(*, command_line: bool) -> Iterator[None]:
                 signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_TERMINATED", "Terminated", "exit_code", "handled",
-           "stopped"]
+__all__ = ["EXIT_INTERRUPTED", "EXIT_TERMINATED", "Terminated", "exit_code", "handled", "stopped"]

@@ -48,7 +48,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (median)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     parser.add_argument(
-        "--no-peers", action="store_true",
+        "--no-peers",
+        action="store_true",
         help="skip the peer rows (diffusers, k-diffusion; timed where they import)",
     )
     parser.add_argument(
@@ -64,7 +65,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument(
-        "--threads", type=int,
+        "--threads",
+        type=int,
         help=f"torch CPU threads, 1 to {max_threads()} (4 × the cores) (default: torch's)",
     )
     parser.add_argument("--name", help="results file stem (default: the device, e.g. cpu)")
@@ -89,8 +91,10 @@ def handler(args: argparse.Namespace) -> int:
             check_writable_dir(RESULTS_DIR if args.out is None else args.out, "--out directory")
         if args.generation_steps < 1 or args.generation_batch < 1:
             raise ValueError("--generation-steps and --generation-batch must be >= 1")
-        gen = () if args.generation_sizes.strip() == "0" else parse_ints(
-            args.generation_sizes, "--generation-sizes"
+        gen = (
+            ()
+            if args.generation_sizes.strip() == "0"
+            else parse_ints(args.generation_sizes, "--generation-sizes")
         )
         cfg = BenchConfig(
             model=args.model,
@@ -113,8 +117,9 @@ def handler(args: argparse.Namespace) -> int:
         if not is_out_of_memory(err):
             raise
         line = out_of_memory_line(
-            err, f"lower --batch-sizes (now {args.batch_sizes}) or --generation-batch "
-            f"(now {args.generation_batch}); nothing was written"
+            err,
+            f"lower --batch-sizes (now {args.batch_sizes}) or --generation-batch "
+            f"(now {args.generation_batch}); nothing was written",
         )
         print(f"error: {line}", file=sys.stderr)
         return 1

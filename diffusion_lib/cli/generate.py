@@ -84,8 +84,10 @@ def sampler_settings(args: argparse.Namespace) -> dict[str, Any]:
     if preset is not None:
         if given:
             flags = ", ".join(f"--{k.replace('_', '-')}" for k in given)
-            raise ValueError(f"--preset {preset} sets the sampler settings itself; drop {flags} "
-                             f"or drop --preset (it means {PRESETS[preset].kwargs()})")
+            raise ValueError(
+                f"--preset {preset} sets the sampler settings itself; drop {flags} "
+                f"or drop --preset (it means {PRESETS[preset].kwargs()})"
+            )
         spec = PRESETS[preset]
     elif "sampler" in given:
         refuse_options(given["sampler"], given)
@@ -123,40 +125,49 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="base seed; image i uses seed+i")
     rec = RECOMMENDED
     parser.add_argument(
-        "--preset", choices=sorted(PRESETS),
+        "--preset",
+        choices=sorted(PRESETS),
         help=f"recommended ({rec.label}, {rec.steps} {rec.spacing} steps; the default): the "
         "best kind measured at <= 50 model calls for guided digits, see "
         "diffusion_lib/results/samplers.md. It sets --sampler/--steps/--spacing/--eta/"
         "--variance/--x0-mode/--sigma-schedule, so give none of those with it",
     )
     parser.add_argument(
-        "--sampler", default=None, choices=sampler_names(),
+        "--sampler",
+        default=None,
+        choices=sampler_names(),
         help=f"default {rec.sampler} (the recommended preset). {samplers_help()}",
     )
     parser.add_argument(
         "--steps", type=int, default=None, help=f"sampling steps, 1…T (default {rec.steps})"
     )
     parser.add_argument(
-        "--spacing", default=None, choices=SPACINGS,
+        "--spacing",
+        default=None,
+        choices=SPACINGS,
         help=f"which of the T timesteps the steps visit (default {rec.spacing}: it starts at T-1)",
     )
     parser.add_argument(
-        "--sigma-schedule", default=None, choices=SIGMA_SCHEDULES,
+        "--sigma-schedule",
+        default=None,
+        choices=SIGMA_SCHEDULES,
         help=f"timesteps of the ODE samplers (euler, heun, dpmpp_2m): {rec.sigma_schedule} "
         "(default, Karras et al.'s rho = 7 sigmas) or uniform (the --spacing timesteps)",
     )
     parser.add_argument(
-        "--eta", type=float, default=None,
+        "--eta",
+        type=float,
+        default=None,
         help="DDIM's η in [0, 1]: 0 deterministic (default), 1 DDPM-like noise",
     )
     parser.add_argument(
-        "--variance", default=None, choices=VARIANCES,
+        "--variance",
+        default=None,
+        choices=VARIANCES,
         help=f"DDPM's σ² (default {rec.variance} with the recommended preset, "
         f"{SamplerSpec().variance} with --sampler ddpm)",
     )
-    parser.add_argument(
-        "--x0-mode", default=None, choices=X0_MODES, help=f"default {rec.x0_mode}"
-    )
+    parser.add_argument("--x0-mode", default=None, choices=X0_MODES, help=f"default {rec.x0_mode}")
     parser.add_argument(
         "--labels",
         help="classes cycled over the images: 3, 1,4,7 or 0-9 (image i gets labels[i %% len]); "
@@ -274,9 +285,12 @@ def handler(args: argparse.Namespace) -> int:
     except (MemoryError, RuntimeError) as err:
         if not is_out_of_memory(err):
             raise
-        return _fail(out_of_memory_line(
-            err, f"loading the model {args.model} took more than there is; nothing was written"
-        ), 1)
+        return _fail(
+            out_of_memory_line(
+                err, f"loading the model {args.model} took more than there is; nothing was written"
+            ),
+            1,
+        )
     try:
         result = run_plan(plan, progress=not args.no_progress, cuda_graph=args.cuda_graph)
     except KeyboardInterrupt as err:
@@ -307,7 +321,8 @@ def _oom(err: BaseException, args: argparse.Namespace) -> str:
     """The out-of-memory line of a run: the batch options to lower, with their values."""
     rows = args.model_batch or "0, whole batches"
     return out_of_memory_line(
-        err, f"lower --batch-size (now {args.batch_size}; a resume may change it) or --model-batch "
+        err,
+        f"lower --batch-size (now {args.batch_size}; a resume may change it) or --model-batch "
         f"(now {rows}; recorded in run.json, so for a new --out); every image already "
         "written is whole",
     )

@@ -46,14 +46,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, help="random seed (default: the preset's, 0)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument(
-        "--threads", type=int,
+        "--threads",
+        type=int,
         help=f"torch CPU threads, 1 to {max_threads()} (4 × the cores) (default: torch's)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=handler)
     return parser
-
-
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -64,9 +63,14 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _command_line(args: argparse.Namespace) -> str:
     """The canonical command that reproduces this run (recorded in the JSON)."""
     words = ["python", "-m", "diffusion_lib", "train", "--model", args.model, "--out", args.out]
-    for flag, value in (("--steps", args.steps), ("--batch-size", args.batch_size),
-                        ("--lr", args.lr), ("--seed", args.seed), ("--device", args.device),
-                        ("--threads", args.threads)):
+    for flag, value in (
+        ("--steps", args.steps),
+        ("--batch-size", args.batch_size),
+        ("--lr", args.lr),
+        ("--seed", args.seed),
+        ("--device", args.device),
+        ("--threads", args.threads),
+    ):
         if value is not None:
             words += [flag, str(value)]
     return shlex.join(words)

@@ -68,8 +68,9 @@ class _Oracle(nn.Module):
         table = np.full(schedule.num_train_timesteps, np.nan)
         table[schedule.timesteps_numpy] = schedule.alphas_cumprod_f64
         # ᾱ_t by original timestep t, (T,) float64; not a parameter (no gradient, no state_dict)
-        self.register_buffer("alpha_bar_by_timestep", torch.as_tensor(table, dtype=F64),
-                             persistent=False)
+        self.register_buffer(
+            "alpha_bar_by_timestep", torch.as_tensor(table, dtype=F64), persistent=False
+        )
 
     def alpha_bar(self, t: Tensor | int | None, batch: int, device: torch.device) -> Tensor:
         """ᾱ_t as a (B,) float64 tensor; ``t=None`` means the data (ᾱ = 1)."""
@@ -225,8 +226,9 @@ class GaussianMixtureOracle(_Oracle):
         if s.shape == (k,):
             s = s[:, None].expand(k, d)
         if s.shape != (k, d) or not bool((s > 0).all()):
-            raise ValueError(f"stds must be positive with shape ({k},) or ({k}, {d}), "
-                             f"got {tuple(s.shape)}")
+            raise ValueError(
+                f"stds must be positive with shape ({k},) or ({k}, {d}), got {tuple(s.shape)}"
+            )
         w = torch.ones(k, dtype=F64) if weights is None else torch.as_tensor(weights, dtype=F64)
         if w.shape != (k,) or bool((w < 0).any()) or float(w.sum()) <= 0:
             raise ValueError(f"weights must be ({k},), non-negative, not all zero")
@@ -264,8 +266,10 @@ class GaussianMixtureOracle(_Oracle):
         y = torch.as_tensor(labels, device=device).long()
         y = y.expand(batch) if y.ndim == 0 else y
         if y.shape != (batch,) or int(y.min()) < 0 or int(y.max()) > self.null_label:
-            raise ValueError(f"labels must be ({batch},) in [0, {self.null_label}] "
-                             f"({self.null_label} = the whole mixture)")
+            raise ValueError(
+                f"labels must be ({batch},) in [0, {self.null_label}] "
+                f"({self.null_label} = the whole mixture)"
+            )
         keep = (self.classes.to(device)[None, :] == y[:, None]) | (y[:, None] == self.null_label)
         w = log_w.masked_fill(~keep, -math.inf)  # (B, K)
         return w - torch.logsumexp(w, dim=1, keepdim=True)  # renormalised within the class
@@ -315,8 +319,10 @@ class GaussianMixtureOracle(_Oracle):
         if self.null_label is None:
             raise ValueError("this mixture is unconditional (no classes)")
         log_r = self.component_log_posterior(x, t)  # (B, K)
-        onehot = self.classes.to(log_r.device)[None, :] == torch.arange(
-            self.num_classes, device=log_r.device)[:, None]  # (C, K)
+        onehot = (
+            self.classes.to(log_r.device)[None, :]
+            == torch.arange(self.num_classes, device=log_r.device)[:, None]
+        )  # (C, K)
         return torch.logsumexp(log_r[:, None, :].masked_fill(~onehot[None], -math.inf), dim=2)
 
     def guided_log_prob(
@@ -381,8 +387,9 @@ def eight_gaussians(
     """
     angle = torch.arange(8, dtype=F64) * (2 * math.pi / 8)
     means = radius * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)  # (8, 2)
-    return GaussianMixtureOracle(schedule, means, torch.full((8,), std, dtype=F64),
-                                 classes=torch.arange(8))
+    return GaussianMixtureOracle(
+        schedule, means, torch.full((8,), std, dtype=F64), classes=torch.arange(8)
+    )
 
 
 def moons_mixture(
@@ -413,5 +420,6 @@ def moons_mixture(
     means = (torch.cat([upper, lower]) - centre) * MOONS_SCALE  # (2J, 2)
     std = math.sqrt(noise**2 + (math.pi / j) ** 2 / 12) * MOONS_SCALE
     classes = torch.cat([torch.zeros(j, dtype=torch.long), torch.ones(j, dtype=torch.long)])
-    return GaussianMixtureOracle(schedule, means, torch.full((2 * j,), std, dtype=F64),
-                                 classes=classes)
+    return GaussianMixtureOracle(
+        schedule, means, torch.full((2 * j,), std, dtype=F64), classes=classes
+    )

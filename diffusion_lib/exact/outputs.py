@@ -87,9 +87,11 @@ def exact_output(
     model = CallCounter(GaussianOracle(schedule, mean, std))
     x_T = torch.tensor([[0.0], [1.0]])  # (2, 1): the map's offset and offset + slope
     options = applicable_options(
-        sampler, dict(spacing=spacing, sigma_schedule=sigma_schedule, x0_mode="none"))
-    out = sample(model, schedule, (2, 1), sampler=sampler, steps=steps, x_T=x_T,
-                 progress=False, **options).double()
+        sampler, dict(spacing=spacing, sigma_schedule=sigma_schedule, x0_mode="none")
+    )
+    out = sample(
+        model, schedule, (2, 1), sampler=sampler, steps=steps, x_T=x_T, progress=False, **options
+    ).double()
     offset, slope = float(out[0, 0]), float(out[1, 0] - out[0, 0])
     return ExactOutput(offset, abs(slope), model.calls)
 

@@ -93,8 +93,15 @@ class GenerateConfig:
     def spec(self) -> SamplerSpec:
         """The sampler settings as a :class:`~diffusion_lib.sampling.SamplerSpec` (checked:
         an option that does not apply to the sampler must keep its default)."""
-        return SamplerSpec(self.sampler, self.steps, self.spacing, self.eta, self.variance,
-                           self.x0_mode, sigma_schedule=self.sigma_schedule)
+        return SamplerSpec(
+            self.sampler,
+            self.steps,
+            self.spacing,
+            self.eta,
+            self.variance,
+            self.x0_mode,
+            sigma_schedule=self.sigma_schedule,
+        )
 
     def label_of(self, index: int) -> int | None:
         """The label of image ``index``, or ``None`` when unconditional."""

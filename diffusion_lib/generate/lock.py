@@ -32,8 +32,13 @@ class RunConflict(ValueError):
     """The output directory is in use by another run, or now holds another run's settings."""
 
 
-_OPEN_FLAGS = (os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-               | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+_OPEN_FLAGS = (
+    os.O_RDWR
+    | os.O_CREAT
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+)
 
 
 def _not_ours(path: Path, kind: str) -> RunConflict:
@@ -63,8 +68,11 @@ def _open_lock(path: Path) -> int:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
         os.close(fd)
-        kind = (file_kind(info.st_mode) if not stat.S_ISREG(info.st_mode)
-                else f"a file with {info.st_nlink} hard links")
+        kind = (
+            file_kind(info.st_mode)
+            if not stat.S_ISREG(info.st_mode)
+            else f"a file with {info.st_nlink} hard links"
+        )
         raise _not_ours(path, kind)
     return fd
 

@@ -88,10 +88,13 @@ class GenerateResult:
         if self.world_size > 1:
             line += f" ({self.world_size} processes)"
         if self.remade:
-            names = ", ".join(self.remade_names) + (" …" if self.remade > len(self.remade_names)
-                                                    else "")
-            line += (f"; {self.remade} image(s) did not match the SHA-256 in manifest.csv "
-                     f"({names}) and were made again")
+            names = ", ".join(self.remade_names) + (
+                " …" if self.remade > len(self.remade_names) else ""
+            )
+            line += (
+                f"; {self.remade} image(s) did not match the SHA-256 in manifest.csv "
+                f"({names}) and were made again"
+            )
         if not self.complete:
             line += f"; {self.finished} of {self.n} images done, run the rest to finish"
         return line
@@ -297,8 +300,7 @@ def run_plan(
         digests = whole_images(out, c.n, plan.sample_shape, decode=True)
         recorded = manifest_hashes(out, c.n)
         # an image that is whole but not the one the manifest certified: make it again
-        remade = sorted(i for i, d in digests.items()
-                        if i in owned and recorded.get(i, d) != d)
+        remade = sorted(i for i, d in digests.items() if i in owned and recorded.get(i, d) != d)
         for i in remade:
             os.remove(out / file_name(i, c.n))
             del digests[i]
@@ -316,10 +318,17 @@ def run_plan(
             model = FixedBatchModel(model, c.model_batch)
         desc = "generate" if workers.world_size == 1 else f"generate (rank 0/{workers.world_size})"
         show = progress and workers.rank == 0
-        bar = tqdm(total=len(owned) - present, desc=desc, disable=not show,
-                   dynamic_ncols=True, bar_format=PROGRESS_FORMAT, unit="img")
+        bar = tqdm(
+            total=len(owned) - present,
+            desc=desc,
+            disable=not show,
+            dynamic_ncols=True,
+            bar_format=PROGRESS_FORMAT,
+            unit="img",
+        )
         steps_per_image = c.steps or plan.schedule.num_steps
         for number, batch in enumerate(_batches(missing, plan.batch_size), 1):
+
             def tick(_: SampleStep, share: float = len(batch) / steps_per_image) -> None:
                 bar.update(share)
 
@@ -337,7 +346,8 @@ def run_plan(
         bar.close()
 
         generated, already, remade_count = group.sum(  # waits for every rank
-            [generated_here, present, len(remade)])
+            [generated_here, present, len(remade)]
+        )
         finished = write_manifest(out, c, plan.sample_shape) if workers.rank == 0 else -1
     except BaseException:
         if bar is not None:
@@ -407,4 +417,3 @@ def generate(
         workers=workers,
     )
     return run_plan(plan, progress=progress, cuda_graph=cuda_graph)
-

@@ -106,7 +106,6 @@ def run_settings(
     return json.loads(json.dumps(settings))  # tuples → lists, as read back from disk
 
 
-
 # --------------------------------------------------------- output directory
 def _read_run_file(path: Path) -> dict[str, Any]:
     """``run.json``: a regular file (no link) of at most 1 MiB, or one-line ValueError."""
@@ -240,16 +239,23 @@ def manifest_hashes(out_dir: Path, n: int) -> dict[int, str]:
     checked by decoding only, as before.
     """
     try:
-        data = read_regular(out_dir / MANIFEST_FILE, "manifest", max_bytes=256 * (n + 1) + 4096,
-                            follow_symlinks=False)
+        data = read_regular(
+            out_dir / MANIFEST_FILE,
+            "manifest",
+            max_bytes=256 * (n + 1) + 4096,
+            follow_symlinks=False,
+        )
         rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
     except (OSError, ValueError, csv.Error):
         return {}
     hashes = {}
     for row in rows:
         index, name, digest = row.get("index"), row.get("file"), row.get("sha256")
-        if not (isinstance(index, str) and re.fullmatch(r"[0-9]{1,18}", index)
-                and isinstance(digest, str)):
+        if not (
+            isinstance(index, str)
+            and re.fullmatch(r"[0-9]{1,18}", index)
+            and isinstance(digest, str)
+        ):
             continue
         i = int(index)
         if i < n and name == file_name(i, n) and _SHA256.match(digest):

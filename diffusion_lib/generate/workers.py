@@ -149,12 +149,18 @@ def _meet(workers: Workers, backend: str) -> object | None:
 
     timeout = dist_timeout()
     others = workers.world_size - 1
-    waited = (f"the other {others} process{'es' if others > 1 else ''} of "
-              f"WORLD_SIZE={workers.world_size} at {_where()}")
+    waited = (
+        f"the other {others} process{'es' if others > 1 else ''} of "
+        f"WORLD_SIZE={workers.world_size} at {_where()}"
+    )
     notice = threading.Timer(
         NOTICE_AFTER_S,
-        lambda: print(f"rank {workers.rank} is waiting for {waited} (giving up after "
-                      f"{timeout:g} s; {DIST_TIMEOUT_ENV} sets it)", file=sys.stderr, flush=True),
+        lambda: print(
+            f"rank {workers.rank} is waiting for {waited} (giving up after "
+            f"{timeout:g} s; {DIST_TIMEOUT_ENV} sets it)",
+            file=sys.stderr,
+            flush=True,
+        ),
     )
     notice.daemon = True
     notice.start()

@@ -83,9 +83,7 @@ def contact_sheet(frames: Frames, n_frames: int = 6, samples: int = 4) -> plt.Fi
     return fig
 
 
-def sample_paths(
-    model: Any, schedule: NoiseSchedule, x_T: Tensor, **sample_kwargs: Any
-) -> Tensor:
+def sample_paths(model: Any, schedule: NoiseSchedule, x_T: Tensor, **sample_kwargs: Any) -> Tensor:
     """The whole trajectory of every point: x_T, then each step's output x_{t−1}.
 
     Args:
@@ -97,8 +95,11 @@ def sample_paths(
     Returns:
         (S + 1, N, D) float32 on the CPU: row 0 is x_T, row S the sample.
     """
-    steps = list(sample_progressive(model, schedule, tuple(x_T.shape), x_T=x_T,
-                                    progress=False, **sample_kwargs))
+    steps = list(
+        sample_progressive(
+            model, schedule, tuple(x_T.shape), x_T=x_T, progress=False, **sample_kwargs
+        )
+    )
     rows = [steps[0].x_t] + [s.x_prev for s in steps]
     return torch.stack([r.detach().float().cpu() for r in rows])
 
@@ -137,8 +138,16 @@ def plot_paths(
         for k in range(q.shape[1]):
             ax.plot(q[:, k, 0], q[:, k, 1], lw=0.6, alpha=0.7, color=colours[k])
         ax.scatter(q[0, :, 0], q[0, :, 1], s=6, c="k", zorder=3, label="x_T")
-        ax.scatter(q[-1, :, 0], q[-1, :, 1], s=10, c=colours, edgecolors="k", linewidths=0.3,
-                   zorder=4, label="sample")
+        ax.scatter(
+            q[-1, :, 0],
+            q[-1, :, 1],
+            s=10,
+            c=colours,
+            edgecolors="k",
+            linewidths=0.3,
+            zorder=4,
+            label="sample",
+        )
         ax.set(xlim=xlim, ylim=ylim, aspect="equal", title=name)
         ax.tick_params(labelsize=7)
     axes[0].legend(loc="lower left", fontsize=7)
@@ -187,13 +196,19 @@ def plot_density_over_time(
     The colour scale is a power law (γ = 0.4) so the wide late densities stay visible
     next to the narrow peaks of the data at t = 0.
     """
-    fig, axes = plt.subplots(1, len(densities), figsize=(4.2 * len(densities), 3.2),
-                             squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        1, len(densities), figsize=(4.2 * len(densities), 3.2), squeeze=False, sharey=True
+    )
     vmax = max(float(np.max(d)) for d in densities.values())
     for ax, (name, d) in zip(axes[0], densities.items(), strict=True):
-        image = ax.imshow(d, aspect="auto", origin="lower", cmap="magma",
-                          norm=PowerNorm(gamma=0.4, vmin=0, vmax=vmax),
-                          extent=(*extent_x, min(ts), max(ts)))
+        image = ax.imshow(
+            d,
+            aspect="auto",
+            origin="lower",
+            cmap="magma",
+            norm=PowerNorm(gamma=0.4, vmin=0, vmax=vmax),
+            extent=(*extent_x, min(ts), max(ts)),
+        )
         ax.set(xlabel="x", title=name)
     axes[0][0].set_ylabel("t (forward: noise grows upwards)")
     fig.colorbar(image, ax=list(axes[0]), label="density p_t(x)")
@@ -211,8 +226,9 @@ def x0_histograms(
     edges = np.linspace(-top, top, bins + 1)
     for t, v in values.items():
         outside = float(np.mean(np.abs(v) > 1))
-        ax.hist(v, bins=edges, histtype="step", density=True,
-                label=f"t = {t}: {outside:.0%} outside ±1")
+        ax.hist(
+            v, bins=edges, histtype="step", density=True, label=f"t = {t}: {outside:.0%} outside ±1"
+        )
     for edge in (-1, 1):
         ax.axvline(edge, color="k", lw=0.8, ls="--")
     ax.set(xlabel="x̂0 pixel value", ylabel="density (log)", yscale="log")

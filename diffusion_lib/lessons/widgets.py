@@ -106,7 +106,7 @@ def signal_noise_bar(alpha_bar: float, width_px: int = 320) -> str:
         f'<div title="signal" style="width:{s_px}px;background:#1f77b4"></div>'
         f'<div title="noise" style="width:{width_px - s_px}px;background:#bbb"></div></div>'
         f'<div style="font-size:12px">variance: signal ᾱ = {alpha_bar:.3f} · noise 1−ᾱ = '
-        f'{1.0 - alpha_bar:.3f} (amplitudes √ᾱ = {signal:.3f}, √(1−ᾱ) = {noise:.3f})</div>'
+        f"{1.0 - alpha_bar:.3f} (amplitudes √ᾱ = {signal:.3f}, √(1−ᾱ) = {noise:.3f})</div>"
     )
 
 
@@ -118,7 +118,9 @@ def _png(fig: Figure) -> bytes:
 
 
 IMAGE_ROWS: tuple[tuple[str, str, float], ...] = (
-    ("x_t", "x_t", 2.5), ("x̂0", "x0", 1.0), ("ε̂", "eps", 2.5),
+    ("x_t", "x_t", 2.5),
+    ("x̂0", "x0", 1.0),
+    ("ε̂", "eps", 2.5),
 )
 """The rows an image frame shows: (label, :class:`Frames` attribute, colour range ±lim).
 
@@ -138,8 +140,9 @@ def points_frame_limit(frames: Frames, i: int) -> float:
     return max(1.0, 1.1 * float(both.max()))
 
 
-def draw_points_frame(ax: Axes, frames: Frames, i: int, max_arrows: int = 150,
-                      lim: float | None = None) -> None:
+def draw_points_frame(
+    ax: Axes, frames: Frames, i: int, max_arrows: int = 150, lim: float | None = None
+) -> None:
     """Draw frame ``i`` of 2-D data into ``ax``: x_t (grey), x̂0 (orange) and −ε̂ arrows (blue).
 
     ``lim=None`` frames the points (:func:`points_frame_limit`).
@@ -273,10 +276,14 @@ class TimestepScrubber:
         widget's ``VBox(children=…)`` repr.
         """
         view = {"version_major": 2, "version_minor": 0, "model_id": self.widget.model_id}
-        return {"text/plain": self.text_fallback(),
-                "application/vnd.jupyter.widget-view+json": view}
+        return {
+            "text/plain": self.text_fallback(),
+            "application/vnd.jupyter.widget-view+json": view,
+        }
 
     def text_fallback(self) -> str:
         """The one line shown where the widget cannot run."""
-        return (f"[timestep scrubber: {len(self.frames)} frames, t = {self.frames.t[0]} … "
-                f"{self.frames.t[-1]}; interactive: run the notebook to scrub]")
+        return (
+            f"[timestep scrubber: {len(self.frames)} frames, t = {self.frames.t[0]} … "
+            f"{self.frames.t[-1]}; interactive: run the notebook to scrub]"
+        )

@@ -133,15 +133,14 @@ def classifier_features(
     if images.ndim != 4 or tuple(images.shape[1:]) != (1, 8, 8):
         raise ValueError(f"images must have shape (N, 1, 8, 8), got {tuple(images.shape)}")
     device = next(classifier.parameters()).device
-    chunks = [classifier.features(c.to(device, torch.float32)).cpu()
-              for c in images.split(batch_size)]
+    chunks = [
+        classifier.features(c.to(device, torch.float32)).cpu() for c in images.split(batch_size)
+    ]
     return torch.cat(chunks).double()  # (N, F)
 
 
 def class_accuracy(classifier: DigitClassifier, images: Tensor, labels: Tensor) -> float:
     """Fraction of images (N, 1, 8, 8) the classifier reads as their label (N,)."""
     if labels.shape != (images.shape[0],):
-        raise ValueError(
-            f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}"
-        )
+        raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
     return float((_predict(classifier, images) == labels.cpu()).float().mean())

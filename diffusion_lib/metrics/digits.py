@@ -47,9 +47,7 @@ def diversity(images: Tensor, labels: Tensor) -> float:
             Classes with fewer than two samples are skipped.
     """
     if labels.shape != (images.shape[0],):
-        raise ValueError(
-            f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}"
-        )
+        raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
     flat = images.reshape(images.shape[0], -1).double().cpu()  # (N, D)
     per_class = []
     for c in labels.unique():
@@ -233,8 +231,9 @@ def matched_real_indices(
     g = torch.Generator().manual_seed(seed + 2)
     out = []
     for a, b in heldout_halves(splits, seed):
-        counts = fit_class_counts(class_counts,
-                                  torch.bincount(labels[a], minlength=NUM_DIGIT_CLASSES))
+        counts = fit_class_counts(
+            class_counts, torch.bincount(labels[a], minlength=NUM_DIGIT_CLASSES)
+        )
         pick = stratified_indices(labels[a], counts, g)
         out.append((a[pick], b, counts))
     return out
@@ -255,14 +254,19 @@ class MatchedMetric:
     floor: Estimate
 
     def as_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "n": self.n, "value": self.value.as_dict(),
-                "floor": self.floor.as_dict()}
+        return {
+            "metric": self.metric,
+            "n": self.n,
+            "value": self.value.as_dict(),
+            "floor": self.floor.as_dict(),
+        }
 
 
 def _held_out_features(classifier: DigitClassifier) -> Tensor:
     if classifier not in _HELDOUT_FEATURES:
         _HELDOUT_FEATURES[classifier] = classifier_features(
-            classifier, load_digits_split().heldout_images)
+            classifier, load_digits_split().heldout_images
+        )
     return _HELDOUT_FEATURES[classifier]  # (360, F)
 
 
@@ -315,8 +319,11 @@ def digits_matched(
 
     def summary(items: list[Any]) -> Estimate:
         if metric == "kid":
-            return Estimate(float(np.mean([e.value for e in items])),
-                            float(np.mean([e.se for e in items])), n_used)
+            return Estimate(
+                float(np.mean([e.value for e in items])),
+                float(np.mean([e.se for e in items])),
+                n_used,
+            )
         sd = float(np.std(items, ddof=1)) if len(items) > 1 else float("nan")
         return Estimate(float(np.mean(items)), sd, n_used)
 

@@ -74,9 +74,7 @@ def over_seeds(values: Any) -> Estimate:
     return Estimate(float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size)), int(v.size))
 
 
-def bootstrap(
-    statistic: Any, data: Tensor, *, n_boot: int = 200, seed: int = 0
-) -> Estimate:
+def bootstrap(statistic: Any, data: Tensor, *, n_boot: int = 200, seed: int = 0) -> Estimate:
     """``statistic(data)`` with a bootstrap standard error over the rows of ``data``.
 
     Args:
@@ -93,8 +91,7 @@ def bootstrap(
         raise ValueError(f"n_boot must be >= 2, got {n_boot}")
     g = torch.Generator().manual_seed(seed)
     n = data.shape[0]
-    boots = [float(statistic(data[torch.randint(0, n, (n,), generator=g)]))
-             for _ in range(n_boot)]
+    boots = [float(statistic(data[torch.randint(0, n, (n,), generator=g)])) for _ in range(n_boot)]
     return Estimate(float(statistic(data)), float(np.std(boots, ddof=1)), n)
 
 

@@ -30,9 +30,7 @@ def gaussian_stats(features: Tensor, name: str = "features") -> tuple[Tensor, Te
     """Mean μ (F,) and unbiased covariance Σ (F, F), in float64, of features (N, F)."""
     check_features(features, name)
     if features.ndim != 2 or features.shape[0] < 2:
-        raise ValueError(
-            f"{name} must have shape (N, F) with N >= 2, got {tuple(features.shape)}"
-        )
+        raise ValueError(f"{name} must have shape (N, F) with N >= 2, got {tuple(features.shape)}")
     f = features.double()
     mu = f.mean(dim=0)  # (F,)
     centred = f - mu
@@ -64,8 +62,7 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -
         if isinstance(value, Tensor):
             check_features(value, name)
     try:
-        mu1, sigma1, mu2, sigma2 = (torch.as_tensor(a, dtype=torch.float64)
-                                    for a in named.values())
+        mu1, sigma1, mu2, sigma2 = (torch.as_tensor(a, dtype=torch.float64) for a in named.values())
     except (TypeError, ValueError, RuntimeError) as err:
         raise TypeError(
             f"mu1, sigma1, mu2 and sigma2 must be real arrays or tensors ({err})"
@@ -111,5 +108,6 @@ def _check_covariance(sigma: Tensor, name: str, rtol: float = 1e-6) -> None:
 
 def frechet_distance_from_features(features1: Tensor, features2: Tensor) -> float:
     """FD between Gaussians fitted to two feature sets (N₁, F) and (N₂, F)."""
-    return frechet_distance(*gaussian_stats(features1, "features1"),
-                            *gaussian_stats(features2, "features2"))
+    return frechet_distance(
+        *gaussian_stats(features1, "features1"), *gaussian_stats(features2, "features2")
+    )

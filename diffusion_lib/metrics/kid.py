@@ -65,10 +65,17 @@ def kid(features_x: Tensor, features_y: Tensor) -> Estimate:
     sum_xx, sum_yy, sum_xy = row_x.sum(), row_y.sum(), cross_x.sum()
     value = sum_xx / (m * (m - 1)) + sum_yy / (n * (n - 1)) - 2 * sum_xy / (m * n)
     # leave-one-out estimates: drop x_i (m of them), then y_j (n of them)
-    loo_x = ((sum_xx - 2 * row_x) / ((m - 1) * (m - 2)) + sum_yy / (n * (n - 1))
-             - 2 * (sum_xy - cross_x) / ((m - 1) * n))
-    loo_y = (sum_xx / (m * (m - 1)) + (sum_yy - 2 * row_y) / ((n - 1) * (n - 2))
-             - 2 * (sum_xy - cross_y) / (m * (n - 1)))
-    var = ((m - 1) / m * (loo_x - loo_x.mean()).pow(2).sum()
-           + (n - 1) / n * (loo_y - loo_y.mean()).pow(2).sum())
+    loo_x = (
+        (sum_xx - 2 * row_x) / ((m - 1) * (m - 2))
+        + sum_yy / (n * (n - 1))
+        - 2 * (sum_xy - cross_x) / ((m - 1) * n)
+    )
+    loo_y = (
+        sum_xx / (m * (m - 1))
+        + (sum_yy - 2 * row_y) / ((n - 1) * (n - 2))
+        - 2 * (sum_xy - cross_y) / (m * (n - 1))
+    )
+    var = (m - 1) / m * (loo_x - loo_x.mean()).pow(2).sum() + (n - 1) / n * (
+        loo_y - loo_y.mean()
+    ).pow(2).sum()
     return Estimate(float(value), float(var.sqrt()), min(m, n))

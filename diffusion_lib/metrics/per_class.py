@@ -100,8 +100,9 @@ def per_class_diversity(
         if x.shape[0] < 2:
             raise ValueError(f"class {c} needs at least 2 samples, got {x.shape[0]}")
         same = labels[labels == c][:1].expand(x.shape[0])  # (n_c,) all c
-        out[c] = bootstrap(lambda rows, y=same: diversity(rows, y[: len(rows)]), x,
-                           n_boot=n_boot, seed=seed)
+        out[c] = bootstrap(
+            lambda rows, y=same: diversity(rows, y[: len(rows)]), x, n_boot=n_boot, seed=seed
+        )
     return out
 
 

@@ -31,9 +31,7 @@ def _directions(dim: int, num_projections: int, seed: int) -> Tensor:
     return theta / theta.norm(dim=1, keepdim=True)  # (K, D)
 
 
-def sliced_wasserstein(
-    x: Tensor, y: Tensor, num_projections: int = 256, seed: int = 0
-) -> float:
+def sliced_wasserstein(x: Tensor, y: Tensor, num_projections: int = 256, seed: int = 0) -> float:
     """Sliced 2-Wasserstein distance SW₂ between two point clouds.
 
     SW₂(x, y) = ( mean_θ W₂²(θ·x, θ·y) )^{½}, over unit directions θ. In 2-D the
@@ -81,8 +79,9 @@ class ToyQuality:
 def toy_floor(dataset: str, n: int, *, repeats: int = 5, seed: int = 10_000) -> float:
     """Real-vs-real SW₂: two independent draws of ``n`` true points, averaged."""
     values = [
-        sliced_wasserstein(sample_toy(dataset, n, seed + 2 * r),
-                           sample_toy(dataset, n, seed + 2 * r + 1))
+        sliced_wasserstein(
+            sample_toy(dataset, n, seed + 2 * r), sample_toy(dataset, n, seed + 2 * r + 1)
+        )
         for r in range(repeats)
     ]
     return float(np.mean(values))
@@ -125,7 +124,6 @@ def evaluate_toy(
     return toy_quality(points, dataset)
 
 
-
 def oracle_distance(
     samples: Tensor,
     oracle: Any,
@@ -160,8 +158,10 @@ def oracle_distance(
     """
     check_features(samples, "samples")
     if samples.ndim != 2 or chunks < 2 or samples.shape[0] < 2 * chunks:
-        raise ValueError(f"samples must be (N, D) with N >= 2·chunks (chunks >= 2), got "
-                         f"{tuple(samples.shape)} and chunks={chunks}")
+        raise ValueError(
+            f"samples must be (N, D) with N >= 2·chunks (chunks >= 2), got "
+            f"{tuple(samples.shape)} and chunks={chunks}"
+        )
     per_sample = isinstance(labels, Tensor) and labels.ndim == 1
     if per_sample and labels.shape[0] != samples.shape[0]:  # type: ignore[union-attr]
         raise ValueError(f"labels must have shape ({samples.shape[0]},)")

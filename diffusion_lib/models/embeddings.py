@@ -49,15 +49,14 @@ def check_inputs(x: Tensor, t: Tensor, feature_shape: tuple[int, ...], name: str
             f"got {tuple(x.shape)}"
         )
     if t.ndim != 1 or t.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"{name} expects t of shape (B,) = ({x.shape[0]},), got {tuple(t.shape)}"
-        )
+        raise ValueError(f"{name} expects t of shape (B,) = ({x.shape[0]},), got {tuple(t.shape)}")
     if t.dtype.is_floating_point or t.dtype == torch.bool:
         raise ValueError(f"{name} expects integer timesteps t, got dtype {t.dtype}")
 
 
-def resolve_labels(labels: Tensor | None, batch: int, num_classes: int, device: torch.device
-                   ) -> Tensor:
+def resolve_labels(
+    labels: Tensor | None, batch: int, num_classes: int, device: torch.device
+) -> Tensor:
     """Labels for a class-conditional model; None means the null label everywhere.
 
     Valid labels are 0 … ``num_classes`` − 1 and the null label ``num_classes``.

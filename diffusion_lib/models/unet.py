@@ -53,8 +53,7 @@ class UNetConfig:
         self.channels = tuple(int(c) for c in self.channels)
         if not self.channels or any(c % self.groups for c in self.channels):
             raise ValueError(
-                f"channels must be non-empty multiples of groups={self.groups}, "
-                f"got {self.channels}"
+                f"channels must be non-empty multiples of groups={self.groups}, got {self.channels}"
             )
         if self.image_size % 2 ** (len(self.channels) - 1):
             raise ValueError(

@@ -178,8 +178,11 @@ class FiniteWatch:
 
 
 def noise_source(
-    step_noise: StepNoise | None, noise: SampleNoise, batch_shape: tuple[int, ...],
-    device: torch.device, count: int,
+    step_noise: StepNoise | None,
+    noise: SampleNoise,
+    batch_shape: tuple[int, ...],
+    device: torch.device,
+    count: int,
 ) -> Callable[[int], Tensor]:
     """``next_z(index)``: the z of the step at loop position ``index``."""
     if step_noise is None:

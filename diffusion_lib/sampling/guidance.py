@@ -66,19 +66,22 @@ def _two_pass_parts(
 ) -> EpsParts:
     shape = tuple(x_t.shape)
     eps_cond = check_eps(model(x_t, t, labels), shape, "the model (the conditional call)")
-    eps_uncond = check_eps(model(x_t, t, None), shape,
-                           "the model (the unconditional call, labels=None)")
+    eps_uncond = check_eps(
+        model(x_t, t, None), shape, "the model (the unconditional call, labels=None)"
+    )
     return EpsParts(combine(eps_uncond, eps_cond, scale), eps_cond, eps_uncond)
 
 
-def _batched_parts(
-    model: EpsModel, x_t: Tensor, t: Tensor, y_in: Tensor, scale: float
-) -> EpsParts:
+def _batched_parts(model: EpsModel, x_t: Tensor, t: Tensor, y_in: Tensor, scale: float) -> EpsParts:
     # y_in = cat([labels, null]), (2B,): the same at every step, made once (_make_plain_parts_fn)
     x_in = torch.cat([x_t, x_t])  # (2B, ...)
     t_in = torch.cat([t, t])  # (2B,)
-    out = check_eps(model(x_in, t_in, y_in), tuple(x_in.shape),
-                    "the model (the batched guidance call)", "its input cat([x_t, x_t])")
+    out = check_eps(
+        model(x_in, t_in, y_in),
+        tuple(x_in.shape),
+        "the model (the batched guidance call)",
+        "its input cat([x_t, x_t])",
+    )
     eps_cond, eps_uncond = out.chunk(2)
     return EpsParts(combine(eps_uncond, eps_cond, scale), eps_cond, eps_uncond)
 
@@ -132,8 +135,11 @@ def check_guidance_options(
         raise ValueError(f"guidance_rescale must be in [0, 1] (0 = off), got {rescale}")
     if interval is None:
         return float(rescale), None
-    ok = (isinstance(interval, (tuple, list)) and len(interval) == 2
-          and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in interval))
+    ok = (
+        isinstance(interval, (tuple, list))
+        and len(interval) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in interval)
+    )
     if not ok or interval[0] > interval[1]:  # type: ignore[index]
         raise ValueError(
             f"guidance_interval must be (lo, hi), two original timesteps with lo <= hi, "
@@ -190,7 +196,8 @@ def make_eps_parts_fn(
         eps = rescale_guided(parts.eps, parts.eps_cond, phi) if phi else parts.eps
         if interval is not None:
             inside = ((t >= interval[0]) & (t <= interval[1])).reshape(
-                (-1,) + (1,) * (eps.ndim - 1))
+                (-1,) + (1,) * (eps.ndim - 1)
+            )
             eps = torch.where(inside, eps, parts.eps_cond)
         return EpsParts(eps, parts.eps_cond, parts.eps_uncond)
 

@@ -99,7 +99,6 @@ class SampleStep:
     """The z of this step, or ``None`` where none was added."""
 
 
-
 @torch.no_grad()
 def sample_progressive(
     model: EpsModel,
@@ -205,14 +204,22 @@ def sample_progressive(
         FloatingPointError: the model returned NaN/inf; names the first such step and t.
     """
     spec = SamplerSpec.from_kwargs(
-        sampler, spacing=spacing, variance=variance, eta=eta, x0_mode=x0_mode,
-        rederive_eps=rederive_eps, final_alpha=final_alpha, sigma_schedule=sigma_schedule,
+        sampler,
+        spacing=spacing,
+        variance=variance,
+        eta=eta,
+        x0_mode=x0_mode,
+        rederive_eps=rederive_eps,
+        final_alpha=final_alpha,
+        sigma_schedule=sigma_schedule,
     )
     kind = spec.kind
     if cuda_graph and not kind.graphable:
         graphable = [k for k in sampler_names() if sampler_kind(k).graphable]
-        raise ValueError(f"cuda_graph=True supports sampler={_listed(graphable)}, not "
-                         f"{sampler!r} (the others run eagerly)")
+        raise ValueError(
+            f"cuda_graph=True supports sampler={_listed(graphable)}, not "
+            f"{sampler!r} (the others run eagerly)"
+        )
     if step_noise is not None and kind.deterministic:
         raise ValueError(f"sampler={sampler!r} is deterministic: it takes no step_noise")
     shape = as_shape(shape)
@@ -229,8 +236,15 @@ def sample_progressive(
 
     dev = check_device(model, device)
     y = as_labels(labels, batch, model, dev)
-    eps_fn = make_eps_parts_fn(model, y, guidance_scale, cfg_mode, guidance_rescale,
-                               guidance_interval, schedule.num_train_timesteps)
+    eps_fn = make_eps_parts_fn(
+        model,
+        y,
+        guidance_scale,
+        cfg_mode,
+        guidance_rescale,
+        guidance_interval,
+        schedule.num_train_timesteps,
+    )
     if x_T is not None:
         _check_x_T(x_T, shape, dev)
 
@@ -240,7 +254,9 @@ def sample_progressive(
         _check_interval_visited(guidance_interval, plan)
     noisy = kind.noisy(plan.visit, spec)
     noise = SampleNoise(
-        resolve_seeds(batch, seed, seeds), shape[1:], dev,
+        resolve_seeds(batch, seed, seeds),
+        shape[1:],
+        dev,
         total=sum(noisy) if step_noise is None else 0,
     )
     x = noise.initial() if x_T is None else x_T.to(device=dev, dtype=torch.float32)
@@ -252,13 +268,15 @@ def sample_progressive(
         noise.close()  # x_T is all the solvers draw
         walk = _ode_walk(kind, spec, plan, x, eps_fn, watch)
     elif cuda_graph:
-        walk = _graphed_walk(kind, spec, plan, x, eps_fn, watch, next_z, noisy,
-                             _copy_steps or callback is not None)
+        walk = _graphed_walk(
+            kind, spec, plan, x, eps_fn, watch, next_z, noisy, _copy_steps or callback is not None
+        )
     else:
         walk = _eager_walk(kind, spec, plan, x, eps_fn, watch, next_z, noisy)
     try:
-        for step in tqdm(walk, total=len(plan.visit), desc=kind.name, disable=not progress,
-                         leave=False):
+        for step in tqdm(
+            walk, total=len(plan.visit), desc=kind.name, disable=not progress, leave=False
+        ):
             if callback is not None:
                 callback(step)
             yield step
@@ -305,16 +323,30 @@ def _check_interval_visited(interval: tuple[int, int], plan: Plan) -> None:
 
 
 def _sample_step(
-    plan: Plan, index: int, i: int, x_t: Tensor, out: StepOutput, parts: EpsParts,
+    plan: Plan,
+    index: int,
+    i: int,
+    x_t: Tensor,
+    out: StepOutput,
+    parts: EpsParts,
     z: Tensor | None,
 ) -> SampleStep:
     """The one place a :class:`SampleStep` is built: step ``index`` of the walk, at index
     ``i`` of ``plan.schedule``, from the step's output and the model's."""
     return SampleStep(
-        index=index, t=int(plan.schedule.timesteps_numpy[i]),
-        alpha_bar=float(plan.schedule.alphas_cumprod_f64[i]), x_t=x_t, x0=out.x0,
-        eps=out.eps, x_prev=out.x_prev, mean=out.mean, sigma=out.sigma,
-        model_output=parts.eps, eps_cond=parts.eps_cond, eps_uncond=parts.eps_uncond, noise=z,
+        index=index,
+        t=int(plan.schedule.timesteps_numpy[i]),
+        alpha_bar=float(plan.schedule.alphas_cumprod_f64[i]),
+        x_t=x_t,
+        x0=out.x0,
+        eps=out.eps,
+        x_prev=out.x_prev,
+        mean=out.mean,
+        sigma=out.sigma,
+        model_output=parts.eps,
+        eps_cond=parts.eps_cond,
+        eps_uncond=parts.eps_uncond,
+        noise=z,
     )
 
 
@@ -334,8 +366,9 @@ def _eager_walk(
     t_batches = sched.timesteps.unsqueeze(1).expand(-1, x.shape[0])  # (S, B), no allocation
     for index, i in enumerate(plan.visit):
         t_model = t_batches[i]
-        parts = _checked_call(eps_fn, x, t_model, index == 0,
-                              f"step {index} (t = {sched.timesteps_numpy[i]})")
+        parts = _checked_call(
+            eps_fn, x, t_model, index == 0, f"step {index} (t = {sched.timesteps_numpy[i]})"
+        )
         watch.update(parts.eps, t_model, (parts.eps_cond, parts.eps_uncond))
         z = next_z(index) if noisy[index] else None
         out = kind.step(sched, x, i, parts.eps.float(), z, spec)
@@ -389,7 +422,10 @@ def _graphed_walk(
 
 
 def _checked_call(
-    eps_fn: Callable[[Tensor, Tensor], EpsParts], x: Tensor, t_model: Tensor, first: bool,
+    eps_fn: Callable[[Tensor, Tensor], EpsParts],
+    x: Tensor,
+    t_model: Tensor,
+    first: bool,
     where: str,
 ) -> EpsParts:
     """One model call of a walk: the first through :func:`check_model_output`, every later

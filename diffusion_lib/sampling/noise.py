@@ -161,8 +161,12 @@ class SampleNoise:
 
     def _pick_chunk(self, chunk: int | None, total: int | None) -> int:
         if chunk is not None:
-            if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < NOISE_BLOCK \
-                    or chunk % NOISE_BLOCK:
+            if (
+                isinstance(chunk, bool)
+                or not isinstance(chunk, int)
+                or chunk < NOISE_BLOCK
+                or chunk % NOISE_BLOCK
+            ):
                 raise ValueError(
                     f"chunk must be a positive multiple of NOISE_BLOCK = {NOISE_BLOCK} "
                     f"(or None for automatic), got {chunk!r}"

@@ -204,8 +204,6 @@ def slerp(x0: Tensor, x1: Tensor, alpha: float | Tensor) -> Tensor:
     return torch.where(sin.abs() > 1e-6, spherical, linear)
 
 
-
-
 @torch.no_grad()
 def ddim_invert(
     model: Callable[..., Tensor],

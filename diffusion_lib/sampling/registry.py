@@ -52,7 +52,13 @@ Sampler = Literal["ddpm", "ddim", "naive_strided", "euler", "heun", "dpmpp_2m"]
 """The built-in samplers, for type checkers; :data:`SAMPLER_TABLE` is the live list."""
 
 OPTIONS: tuple[str, ...] = (
-    "spacing", "variance", "eta", "x0_mode", "rederive_eps", "final_alpha", "sigma_schedule",
+    "spacing",
+    "variance",
+    "eta",
+    "x0_mode",
+    "rederive_eps",
+    "final_alpha",
+    "sigma_schedule",
 )
 """The sampler-specific options of :class:`SamplerSpec` (``sampler`` and ``steps`` apply
 to every sampler)."""
@@ -71,8 +77,9 @@ def _never(visit: list[int], spec: SamplerSpec) -> list[bool]:
     return [False] * len(visit)
 
 
-StepFn = Callable[[NoiseSchedule, Tensor, "int | Tensor", Tensor, "Tensor | None", "SamplerSpec"],
-                  StepOutput]
+StepFn = Callable[
+    [NoiseSchedule, Tensor, "int | Tensor", Tensor, "Tensor | None", "SamplerSpec"], StepOutput
+]
 """``step(schedule, x_t, i, ε̂, z, spec) -> StepOutput``: one step at index ``i`` of the plan's
 schedule (an int, or a (B,) tensor inside a CUDA graph); ``z`` is ``None`` where the
 step draws no noise."""
@@ -108,8 +115,10 @@ class SamplerKind:
             raise ValueError(f"sampler {self.name!r} needs exactly one of step= and walk=")
         unknown = set(self.options) - set(OPTIONS)
         if unknown:
-            raise ValueError(f"sampler {self.name!r}: unknown options {sorted(unknown)}; "
-                             f"valid: {', '.join(OPTIONS)}")
+            raise ValueError(
+                f"sampler {self.name!r}: unknown options {sorted(unknown)}; "
+                f"valid: {', '.join(OPTIONS)}"
+            )
 
     @property
     def deterministic(self) -> bool:
@@ -172,6 +181,7 @@ def _check_bool(name: str) -> Callable[[object], None]:
     def check(value: object) -> None:
         if not isinstance(value, bool):
             raise TypeError(f"{name} must be True or False, got {value!r}")
+
     return check
 
 
@@ -223,8 +233,9 @@ class SamplerSpec:
         if self.steps is not None and (
             isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1
         ):
-            raise ValueError(f"steps must be an int >= 1 (at most the model's T) or None, "
-                             f"got {self.steps!r}")
+            raise ValueError(
+                f"steps must be an int >= 1 (at most the model's T) or None, got {self.steps!r}"
+            )
         for option, check in _CHECKS.items():
             check(getattr(self, option))
         object.__setattr__(self, "eta", check_eta(self.eta))
@@ -255,8 +266,11 @@ class SamplerSpec:
         """``sampler``, ``steps`` and the options that apply to the sampler: what
         :func:`~diffusion_lib.sampling.sample` takes."""
         used = self.kind.options
-        return {"sampler": self.sampler, "steps": self.steps,
-                **{o: v for o, v in self.options().items() if o in used}}
+        return {
+            "sampler": self.sampler,
+            "steps": self.steps,
+            **{o: v for o, v in self.options().items() if o in used},
+        }
 
     def replace(self, **changes: Any) -> SamplerSpec:
         return dataclasses.replace(self, **changes)
@@ -268,6 +282,7 @@ class SamplerSpec:
 
 
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(SamplerSpec)}
+
 
 # ------------------------------------------------------------------ plans and noise rules
 def _listed(names: tuple[str, ...] | list[str]) -> str:
@@ -309,21 +324,48 @@ def _every(visit: list[int], spec: SamplerSpec) -> list[bool]:
 
 
 # ------------------------------------------------------------------ the built-in steps
-def _ddpm(sched: NoiseSchedule, x: Tensor, i: int | Tensor, eps: Tensor, z: Tensor | None,
-          spec: SamplerSpec) -> StepOutput:
+def _ddpm(
+    sched: NoiseSchedule,
+    x: Tensor,
+    i: int | Tensor,
+    eps: Tensor,
+    z: Tensor | None,
+    spec: SamplerSpec,
+) -> StepOutput:
     if z is None and isinstance(i, Tensor):  # inside a graph every step takes a z; σ = 0 here
         z = x.new_zeros(x.shape)
     return ddpm_step(sched, x, i, eps, z, spec.variance, spec.x0_mode)
 
 
-def _ddim(sched: NoiseSchedule, x: Tensor, i: int | Tensor, eps: Tensor, z: Tensor | None,
-          spec: SamplerSpec) -> StepOutput:
-    return ddim_step(sched, x, i, eps, z, spec.eta, spec.x0_mode,
-                     rederive_eps=spec.rederive_eps, final_alpha=spec.final_alpha)
+def _ddim(
+    sched: NoiseSchedule,
+    x: Tensor,
+    i: int | Tensor,
+    eps: Tensor,
+    z: Tensor | None,
+    spec: SamplerSpec,
+) -> StepOutput:
+    return ddim_step(
+        sched,
+        x,
+        i,
+        eps,
+        z,
+        spec.eta,
+        spec.x0_mode,
+        rederive_eps=spec.rederive_eps,
+        final_alpha=spec.final_alpha,
+    )
 
 
-def _naive(sched: NoiseSchedule, x: Tensor, i: int | Tensor, eps: Tensor, z: Tensor | None,
-           spec: SamplerSpec) -> StepOutput:
+def _naive(
+    sched: NoiseSchedule,
+    x: Tensor,
+    i: int | Tensor,
+    eps: Tensor,
+    z: Tensor | None,
+    spec: SamplerSpec,
+) -> StepOutput:
     assert z is not None and isinstance(i, int)
     stride = sched.num_steps // (spec.steps or sched.num_steps)
     return naive_strided_step(sched, x, i, max(0, i - stride), eps, z)
@@ -343,28 +385,73 @@ def _ddpm_label(spec: SamplerSpec) -> str:
 
 _ODE_OPTIONS = frozenset({"spacing", "x0_mode", "rederive_eps", "sigma_schedule"})
 
-register(SamplerKind(
-    "ddpm", "ancestral DDPM (Ho et al. 2020), σ² = β or β̃", respaced_plan,
-    frozenset({"spacing", "variance", "x0_mode"}), step=_ddpm, noisy=_all_but_last,
-    graphable=True, label=_ddpm_label, prepare=_ddpm_table))
-register(SamplerKind(
-    "ddim", "DDIM (Song et al. 2021), η = 0 deterministic … 1", respaced_plan,
-    frozenset({"spacing", "eta", "x0_mode", "rederive_eps", "final_alpha"}), step=_ddim,
-    noisy=_ddim_noisy, graphable=True, label=lambda spec: f"DDIM η={spec.eta:g}",
-    prepare=_ddim_coefficients))
-register(SamplerKind(
-    "naive_strided", "the chapter's strided sampler, deliberately wrong (for comparison)",
-    strided_plan, frozenset(), step=_naive, noisy=_every,
-    label=lambda spec: "naive strided (chapter)"))
-register(SamplerKind(
-    "euler", "probability-flow ODE, Euler (= DDIM η = 0)", ode_plan, _ODE_OPTIONS,
-    walk=euler_walk, label=lambda spec: "Euler"))
-register(SamplerKind(
-    "heun", "probability-flow ODE, Heun (EDM; 2 model calls a step)", ode_plan, _ODE_OPTIONS,
-    walk=heun_walk, label=lambda spec: "Heun"))
-register(SamplerKind(
-    "dpmpp_2m", "probability-flow ODE, DPM-Solver++(2M)", ode_plan, _ODE_OPTIONS,
-    walk=dpmpp_2m_walk, label=lambda spec: "DPM-Solver++(2M)"))
+register(
+    SamplerKind(
+        "ddpm",
+        "ancestral DDPM (Ho et al. 2020), σ² = β or β̃",
+        respaced_plan,
+        frozenset({"spacing", "variance", "x0_mode"}),
+        step=_ddpm,
+        noisy=_all_but_last,
+        graphable=True,
+        label=_ddpm_label,
+        prepare=_ddpm_table,
+    )
+)
+register(
+    SamplerKind(
+        "ddim",
+        "DDIM (Song et al. 2021), η = 0 deterministic … 1",
+        respaced_plan,
+        frozenset({"spacing", "eta", "x0_mode", "rederive_eps", "final_alpha"}),
+        step=_ddim,
+        noisy=_ddim_noisy,
+        graphable=True,
+        label=lambda spec: f"DDIM η={spec.eta:g}",
+        prepare=_ddim_coefficients,
+    )
+)
+register(
+    SamplerKind(
+        "naive_strided",
+        "the chapter's strided sampler, deliberately wrong (for comparison)",
+        strided_plan,
+        frozenset(),
+        step=_naive,
+        noisy=_every,
+        label=lambda spec: "naive strided (chapter)",
+    )
+)
+register(
+    SamplerKind(
+        "euler",
+        "probability-flow ODE, Euler (= DDIM η = 0)",
+        ode_plan,
+        _ODE_OPTIONS,
+        walk=euler_walk,
+        label=lambda spec: "Euler",
+    )
+)
+register(
+    SamplerKind(
+        "heun",
+        "probability-flow ODE, Heun (EDM; 2 model calls a step)",
+        ode_plan,
+        _ODE_OPTIONS,
+        walk=heun_walk,
+        label=lambda spec: "Heun",
+    )
+)
+register(
+    SamplerKind(
+        "dpmpp_2m",
+        "probability-flow ODE, DPM-Solver++(2M)",
+        ode_plan,
+        _ODE_OPTIONS,
+        walk=dpmpp_2m_walk,
+        label=lambda spec: "DPM-Solver++(2M)",
+    )
+)
 
 
 RECOMMENDED = SamplerSpec("ddpm", steps=50, spacing="trailing", variance="beta")
@@ -402,8 +489,10 @@ def step_at(
     kind = sampler_kind(sampler)
     stepwise = tuple(k.name for k in SAMPLER_TABLE.values() if k.plan is respaced_plan)
     if kind.plan is not respaced_plan:
-        raise ValueError(f"step_at takes sampler={', '.join(map(repr, stepwise))}, not "
-                         f"{sampler!r} (its steps are not one per timestep of a schedule)")
+        raise ValueError(
+            f"step_at takes sampler={', '.join(map(repr, stepwise))}, not "
+            f"{sampler!r} (its steps are not one per timestep of a schedule)"
+        )
     i = schedule.index_of(timestep)
     spec = SamplerSpec.from_kwargs(sampler, **options)
     assert kind.step is not None

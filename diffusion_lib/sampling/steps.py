@@ -44,9 +44,9 @@ def predict_x0_from_eps(
     multiplies by ~2·10⁴ before subtracting at the cosine schedule's t = T − 1
     and loses four digits of x̂0 in float32.
     """
-    return (
-        x_t - extract(schedule.sqrt_one_minus_alphas_cumprod, t, x_t.shape) * eps
-    ) / extract(schedule.sqrt_alphas_cumprod, t, x_t.shape)
+    return (x_t - extract(schedule.sqrt_one_minus_alphas_cumprod, t, x_t.shape) * eps) / extract(
+        schedule.sqrt_alphas_cumprod, t, x_t.shape
+    )
 
 
 def predict_eps_from_x0(
@@ -293,8 +293,9 @@ def ddim_step(
     mean = c.c_x0 * x0 + c.c_rest * eps
     sigma = c.sigma
     needed = eta > 0 and not (isinstance(t, int) and t == 0 and final_alpha == "one")
-    return StepOutput(_add_noise(mean, sigma, noise, needed, "ddim_step with eta > 0"),
-                      x0, eps, mean, sigma)
+    return StepOutput(
+        _add_noise(mean, sigma, noise, needed, "ddim_step with eta > 0"), x0, eps, mean, sigma
+    )
 
 
 def naive_strided_step(

@@ -20,20 +20,35 @@ def test_preset_recommended_is_the_measured_best_and_is_recorded(tmp_path):
     # DDPM-1000 beyond the interval (its FD is not bought with low variance), and beats
     # DDIM η = 0 seed by seed beyond the interval; a run that names no sampler gets it
     table = read_results("samplers")
-    preset = {k: getattr(PRESETS["recommended"], k)
-              for k in ("sampler", "steps", "spacing", "eta", "variance")}
+    preset = {
+        k: getattr(PRESETS["recommended"], k)
+        for k in ("sampler", "steps", "spacing", "eta", "variance")
+    }
     (row,) = [r for r in table["rows"] if all(r[k] == v for k, v in preset.items())]
     assert row["meets"] == "yes" and row["nfe"] <= 50
     assert row["ratio"] == min(r["ratio"] for r in table["rows"] if r["meets"] == "yes")
     ref = table["rows"][0]
     spread = paired_difference(row, ref, key="diversity")
     assert spread.value > -2 * spread.se
-    (ddim,) = [r for r in table["rows"] if r["sampler"] == "ddim" and r["eta"] == 0.0
-               and r["spacing"] == "trailing"]
+    (ddim,) = [
+        r
+        for r in table["rows"]
+        if r["sampler"] == "ddim" and r["eta"] == 0.0 and r["spacing"] == "trailing"
+    ]
     gain = paired_difference(ddim, row)
     assert gain.value > 2 * gain.se
-    common = ["generate", "--model", "digits", "-n", "2", "--labels", "3", "--no-progress",
-              "--threads", "1"]
+    common = [
+        "generate",
+        "--model",
+        "digits",
+        "-n",
+        "2",
+        "--labels",
+        "3",
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
     assert main([*common, "--preset", "recommended", "--out", str(tmp_path / "p")]) == 0
     run = json.loads((tmp_path / "p" / "run.json").read_text())
     assert {k: run[k] for k in preset} == preset

@@ -66,9 +66,9 @@ def test_notebooks_committed_with_outputs_and_no_widget_state():
         assert "widgets" not in nb["metadata"], py.name
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
         assert all(c.get("execution_count") for c in code), f"{py.name}: not fully executed"
-        assert any(
-            "image/png" in o.get("data", {}) for c in code for o in c.get("outputs", [])
-        ), f"{py.name}: no plot in the committed outputs"
+        assert any("image/png" in o.get("data", {}) for c in code for o in c.get("outputs", [])), (
+            f"{py.name}: no plot in the committed outputs"
+        )
         assert not any(o.get("output_type") == "error" for c in code for o in c["outputs"])
 
 

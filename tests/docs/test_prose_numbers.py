@@ -50,7 +50,7 @@ def test_prose_numbers_are_printed_by_the_notebook(path):
         for match in NUMBER.finditer(text):
             token = match.group(1).replace(" ", "")
             if token not in code and (path.stem, token) not in NOT_MEASURED:
-                context = text[max(0, match.start() - 40): match.end() + 10].replace("\n", " ")
+                context = text[max(0, match.start() - 40) : match.end() + 10].replace("\n", " ")
                 missing.append(f"cell {index}: {token!r} in …{context}…")
     assert not missing, (
         f"{path.name}: prose numbers that no cell prints (print them, format the prose from "
