@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_args import TINY_BENCH, TINY_TRAIN
 
 from diffusion_lib.cli import main
 from diffusion_lib.pretrained import WEIGHTS_DIR
@@ -26,21 +27,8 @@ GEN = [
     "--threads",
     "1",
 ]
-TRAIN = ["train", "--model", "moons", "--steps", "2", "--no-progress", "--threads", "1"]
-BENCH = [
-    "bench",
-    "--no-compile",
-    "--generation-sizes",
-    "0",
-    "--repeats",
-    "1",
-    "--threads",
-    "1",
-    "--batch-sizes",
-    "2",
-    "--steps",
-    "2",
-]
+TRAIN = TINY_TRAIN
+BENCH = TINY_BENCH
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_args import TINY_BENCH
 from torch import nn
 
 from diffusion_lib.cli import main
@@ -34,21 +35,7 @@ GEN = [
     "2",
 ]
 TRAIN = ["train", "--model", "moons", "--steps", "20", "--no-progress", "--threads", "1"]
-BENCH = [
-    "bench",
-    "--no-compile",
-    "--generation-sizes",
-    "0",
-    "--repeats",
-    "1",
-    "--threads",
-    "1",
-    "--batch-sizes",
-    "2",
-    "--steps",
-    "2",
-    "--no-write",
-]
+BENCH = [*TINY_BENCH, "--no-write"]
 
 
 def _alloc_error() -> RuntimeError:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_args import TINY_BENCH, TINY_TRAIN
 
 from diffusion_lib.cli import _signals, main
 from diffusion_lib.cli._signals import Terminated
@@ -41,22 +42,8 @@ RUN = [
     "--model-batch",
     "2",
 ]
-TRAIN = ["train", "--model", "moons", "--steps", "2", "--no-progress", "--threads", "1"]
-BENCH = [
-    "bench",
-    "--no-compile",
-    "--generation-sizes",
-    "0",
-    "--repeats",
-    "1",
-    "--threads",
-    "1",
-    "--batch-sizes",
-    "2",
-    "--steps",
-    "2",
-    "--no-write",
-]
+TRAIN = TINY_TRAIN
+BENCH = [*TINY_BENCH, "--no-write"]
 
 
 def _env(**extra: str) -> dict[str, str]:

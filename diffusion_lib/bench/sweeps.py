@@ -90,6 +90,11 @@ def _sample_and_score(
 def _measurement(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """One (setting, seed) of :func:`sampler_grid`: :func:`_sample_and_score`'s numbers."""
     _, seconds, q = _sample_and_score(*args, **kwargs)
+    return _quality_columns(seconds, q)
+
+
+def _quality_columns(seconds: float, q: DigitsQuality) -> dict[str, Any]:
+    """The measured columns of a table row: wall seconds and the digits' quality."""
     return dict(
         seconds=seconds,
         fd=q.fd,
@@ -238,14 +243,7 @@ def guidance_sweep(
                     w=float(w),
                     n=n,
                     seed=s,
-                    seconds=seconds,
-                    accuracy=q.accuracy,
-                    fd=q.fd,
-                    fd_floor=q.fd_floor,
-                    fd_sd=q.fd_sd,
-                    fd_floor_sd=q.fd_floor_sd,
-                    diversity=q.diversity,
-                    diversity_real=q.diversity_real,
+                    **_quality_columns(seconds, q),
                     saturated=float((x.abs() >= 0.999).float().mean()),
                 )
             )
