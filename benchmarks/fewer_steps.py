@@ -3,6 +3,7 @@
     python benchmarks/fewer_steps.py --publish                # digits: the committed table
     python benchmarks/fewer_steps.py --model digits_cosine --publish  # the cosine model's
     python benchmarks/fewer_steps.py --n 50 --seeds 0,1       # a quick look (runs/tables/)
+    python benchmarks/fewer_steps.py --rederive --publish     # intervals again, no sampling
 
 Writes runs/tables/fewer_steps.{json,md} (``--model digits_cosine``:
 fewer_steps_cosine.{json,md}; ``--out DIR`` elsewhere); with ``--publish``, the committed
@@ -11,8 +12,9 @@ the model with classes 0…9 in turn, x̂0 clipped, no guidance, on each of the 
 
 Each row carries two measurements:
 
-- the trained model: FD in the shipped classifier's features (mean ± 2 SE over the seeds)
-  and its difference from DDPM-1000 taken seed by seed (same seeds, same real reference);
+- the trained model: FD in the shipped classifier's features (mean ± t·SE over the seeds,
+  a 95 % Student-t interval with k − 1 df) and its difference from DDPM-1000 taken seed by
+  seed (same seeds, same real reference: a paired t-test, k − 1 df);
 - the exact oracle: the same sampler run on "Gaussian digits" (each pixel N(μ, s²) with the
   training set's per-pixel mean and sd, the exact ε̂) has a closed-form output
   (diffusion_lib.exact.moments.exact_moments); the column is its W₂ distance to the data
@@ -29,8 +31,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from diffusion_lib.bench.sweeps import SamplerSetting, paired_difference, sampler_grid
-from diffusion_lib.bench.tables import markdown_table, publish_table, table_parser
+from diffusion_lib.bench.reuse import CommittedSeeds
+from diffusion_lib.bench.sweeps import (
+    SamplerSetting,
+    paired_difference,
+    sampler_grid,
+    seed_estimate,
+)
+from diffusion_lib.bench.tables import (
+    interval_note,
+    markdown_table,
+    publish_table,
+    read_results,
+    rederive_table,
+    table_parser,
+)
 from diffusion_lib.data import load_digits_split
 from diffusion_lib.exact.moments import exact_moments
 from diffusion_lib.exact.outputs import gaussian_w2
@@ -41,8 +56,9 @@ STEPS = (10, 25, 50, 100, 250)
 
 
 def settings(model: str) -> list[SamplerSetting]:
-    """The grid: every sampler at every step count on digits; the spacings on cosine."""
-    grid = [SamplerSetting("ddpm", 1000)]
+    """The grid: every sampler at every step count on digits, leading and (DDPM) trailing
+    spacing; the spacings on cosine. (At 1000 steps every spacing visits every t.)"""
+    grid = [SamplerSetting("ddpm", 1000, spacing="leading")]
     if model == "digits_cosine":
         for steps in (10, 25, 50):
             for spacing in ("leading", "linspace", "trailing"):
@@ -51,15 +67,20 @@ def settings(model: str) -> list[SamplerSetting]:
                     SamplerSetting("ddpm", steps, spacing=spacing),
                 ]
         return grid
-    grid.append(SamplerSetting("ddim", 1000))
+    grid.append(SamplerSetting("ddim", 1000, spacing="leading"))
     for steps in STEPS:
         grid += [
-            SamplerSetting("naive_strided", steps),
-            SamplerSetting("ddpm", steps),
-            SamplerSetting("ddpm", steps, variance="beta"),
-            SamplerSetting("ddim", steps, eta=0.0),
-            SamplerSetting("ddim", steps, eta=0.5),
-            SamplerSetting("ddim", steps, eta=1.0),
+            SamplerSetting("naive_strided", steps, spacing="leading"),
+            SamplerSetting("ddpm", steps, spacing="leading"),
+            SamplerSetting("ddpm", steps, spacing="leading", variance="beta"),
+            SamplerSetting("ddim", steps, spacing="leading", eta=0.0),
+            SamplerSetting("ddim", steps, spacing="leading", eta=0.5),
+            SamplerSetting("ddim", steps, spacing="leading", eta=1.0),
+            # trailing: the last step jumps from t = T/steps − 1 straight to x̂0, where
+            # leading's t = T/steps → 0 step adds σ z that its last, near-identity step
+            # (t = 0) never removes
+            SamplerSetting("ddpm", steps, spacing="trailing"),
+            SamplerSetting("ddpm", steps, spacing="trailing", variance="beta"),
         ]
     for steps in (10, 25, 50):
         for spacing in ("linspace", "trailing"):
@@ -96,8 +117,8 @@ COLUMNS = [
     ("spacing", "spacing", "s"),
     ("seconds", "wall s", ".1f"),
     ("speedup", "speed-up", ".1f"),
-    ("fd_ci", "FD ± 2 SE", "s"),
-    ("delta_ci", "FD − DDPM-1000 ± 2 SE", "s"),
+    ("fd_ci", "FD ± 95 % CI (t, k−1 df)", "s"),
+    ("delta_ci", "FD − DDPM-1000 ± 95 % CI (paired t)", "s"),
     ("differs", "differs?", "s"),
     ("fd_floor", "floor", ".1f"),
     ("accuracy", "accuracy", ".0%"),
@@ -105,32 +126,43 @@ COLUMNS = [
 ]
 
 
-def annotate(rows: list[dict[str, Any]], schedule: Any) -> None:
-    """Add speed-up, the paired difference from DDPM-1000 and the exact oracle column."""
+def with_intervals(rows: list[dict[str, Any]]) -> None:
+    """Add the columns derived from the per-seed values: speed-up, FD's 95 % t-interval and
+    the paired difference from DDPM-1000 with its verdict (``--rederive`` re-runs this)."""
     ref = next(r for r in rows if r["sampler"] == "ddpm" and r["steps"] == 1000)
     for r in rows:
         r["speedup"] = ref["seconds"] / r["seconds"]
-        r["fd_ci"] = f"{r['fd']:.1f} ± {2 * r.get('fd_se', float('nan')):.1f}"
+        half = seed_estimate(r).half_width() if "fd_seeds" in r else float("nan")
+        r["fd_ci"] = f"{r['fd']:.1f} ± {half:.1f}"
         if r is not ref and "fd_seeds" in r:
-            d = paired_difference(r, ref)
-            r["delta_fd"], r["delta_fd_se"] = d.value, d.se
-            r["delta_ci"] = f"{d.value:+.1f} ± {2 * d.se:.1f}"
-            r["differs"] = "yes" if abs(d.value) > 2 * d.se else "no"
+            d = paired_difference(r, ref)  # k − 1 df: the paired t-test
+            r["delta_fd"], r["delta_fd_se"], r["delta_fd_df"] = d.value, d.se, int(d.df)
+            r["delta_ci"] = f"{d.value:+.1f} ± {d.half_width():.1f}"
+            r["differs"] = "yes" if abs(d.value) > d.half_width() else "no"
+
+
+def annotate(rows: list[dict[str, Any]], schedule: Any) -> None:
+    """Add the derived columns (:func:`with_intervals`) and the exact oracle column."""
+    with_intervals(rows)
+    for r in rows:
         setting = SamplerSetting(r["sampler"], r["steps"], r["spacing"], r["eta"], r["variance"])
         r["oracle_w2"] = gaussian_digits_w2(schedule, setting)
 
 
 def render(payload: dict[str, Any]) -> str:
     """The Markdown table of a fewer_steps*.json payload."""
+    tests = sum("differs" in r for r in payload["rows"])
     return (
         f"# Fewer steps: wall time and quality (`{payload['model']}` model)\n\n"
         f"Command: `{payload['command']}`\n\n{payload['env']}. n = {payload['n']} digits per "
         f"row and seed (classes 0…9), seeds {payload['seeds']}, x̂0 clipped, no guidance.\n\n"
-        "- **FD ± 2 SE**: mean over the seeds of the FD in the shipped classifier's features "
-        "against held-out digits, ± 2 standard errors over the seeds.\n"
+        f"{interval_note(len(payload['seeds']), tests)}\n\n"
+        "- **FD ± 95 % CI**: mean over the seeds of the FD in the shipped classifier's "
+        "features against held-out digits, ± t·SE over the seeds.\n"
         "- **FD − DDPM-1000**: the difference from the DDPM-1000 row taken seed by seed (same "
-        "seeds, same real reference), ± 2 SE; **differs?** says whether it is beyond that "
-        "interval. A row that does not differ is a tie at this n.\n"
+        "seeds, same real reference), ± t·SE of the k differences (a paired t-test); "
+        "**differs?** says whether 0 is outside that interval. A row that does not differ "
+        "is a tie at this n.\n"
         "- **floor**: real-vs-real FD at the same n and class balance (held-out halves). A row "
         'at or below the floor is not "better than real data": small-n FD rewards low '
         "variance.\n"
@@ -144,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = table_parser(__doc__, n=200)
     parser.add_argument("--model", default="digits", choices=["digits", "digits_cosine"])
     args = parser.parse_args(argv)
+    name = "fewer_steps" if args.model == "digits" else "fewer_steps_cosine"
+    if args.rederive:
+        rederive_table(name, args, render, with_intervals)
+        return 0
     seeds = args.seeds
     torch.set_num_threads(args.threads)
     model, schedule = load_pretrained(args.model)
@@ -155,9 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         seed=seeds,
         classifier=load_classifier(),
         cache=args.cache,
+        reuse=CommittedSeeds.from_payload(read_results(name), args.n) if args.reuse else None,
     )
     annotate(rows, schedule)
-    name = "fewer_steps" if args.model == "digits" else "fewer_steps_cosine"
     publish_table(
         name, "benchmarks/fewer_steps.py", argv, args, render, model=args.model, rows=rows
     )

@@ -2,6 +2,7 @@
 
     python benchmarks/quality.py --seeds 0,1,2,3,4 --publish   # the committed table
     python benchmarks/quality.py --n 60 --seeds 0,1 --steps 50 --cache none   # a quick look
+    python benchmarks/quality.py --rederive --publish   # intervals and bars again, no sampling
 
 Rows (DDPM, σ² = β̃, x̂0 clipped to [−1, 1], all T = 1000 steps unless --steps):
 
@@ -11,10 +12,11 @@ Rows (DDPM, σ² = β̃, x̂0 clipped to [−1, 1], all T = 1000 steps unless --
 
 Each row is measured on every seed (seed s: per-sample seeds s·n … s·n + n − 1, so seeds
 never share noise). A bar **passes** when its whole interval is on the right side:
-distance ÷ floor (mean ± 2 SE over the seeds) ≤ 3, and the class accuracy's Wilson
-interval (all seeds' digits pooled) ≥ 95 %; it **fails** when the interval is all on the
-wrong side; otherwise it is *undecided*. The guided DDPM-1000 digits row is the reference
-row of ``benchmarks/samplers.py``: with the same --n, seeds and cache it is measured once.
+distance ÷ floor (mean ± t·SE over the seeds, a 95 % Student-t interval with k − 1 df)
+≤ 3, and the class accuracy's Wilson interval (all seeds' digits pooled) ≥ 95 %; it
+**fails** when the interval is all on the wrong side; otherwise it is *undecided*. The
+guided DDPM-1000 digits row is the reference row of ``benchmarks/samplers.py``: with the
+same --n, seeds and cache it is measured once.
 
 Writes runs/tables/quality.{json,md} (``--out DIR`` elsewhere), so the quick look leaves the
 committed table alone; with ``--publish``, the committed diffusion_lib/results/quality.{json,md}
@@ -31,8 +33,14 @@ from typing import Any
 import torch
 
 from diffusion_lib.bench.cache import fingerprint
-from diffusion_lib.bench.sweeps import SamplerSetting, sampler_grid
-from diffusion_lib.bench.tables import markdown_table, publish_table, table_parser
+from diffusion_lib.bench.sweeps import SamplerSetting, sampler_grid, seed_estimate
+from diffusion_lib.bench.tables import (
+    interval_note,
+    markdown_table,
+    publish_table,
+    rederive_table,
+    table_parser,
+)
 from diffusion_lib.metrics import evaluate_toy, load_classifier, over_seeds, wilson_interval
 from diffusion_lib.pretrained import available_models, load_pretrained
 
@@ -64,6 +72,7 @@ def _with_ratio(row: dict[str, Any], value: str, floor: str, metric: str) -> dic
         floor=row[floor],
         ratio=ratio.value,
         ratio_se=ratio.se,
+        ratio_df=int(ratio.df),
     )
     return row
 
@@ -142,19 +151,21 @@ def toy_row(name: str, args: Any) -> dict[str, Any]:
     for key in ("sw", "sw_floor", "seconds"):
         values = [m[key] for m in per_seed]
         estimate = over_seeds(values)
-        row[key], row[f"{key}_se"], row[f"{key}_seeds"] = estimate.value, estimate.se, values
+        row[key], row[f"{key}_se"], row[f"{key}_df"] = estimate.value, estimate.se, len(values) - 1
+        row[f"{key}_seeds"] = values
     return _with_ratio(row, "sw", "sw_floor", "SW₂")
 
 
 def annotate(row: dict[str, Any]) -> None:
-    """The printed columns of a row: intervals as text and the verdict."""
+    """The printed columns of a row: 95 % Student-t intervals (k − 1 df) as text and the
+    verdict (``--rederive`` re-runs this)."""
     digits = ".2f" if row["metric"] == "FD" else ".4f"
-    row["distance_ci"] = (
-        f"{row['metric']} {row['distance']:{digits}} ± {2 * row['distance_se']:{digits}}"
-    )
+    half = seed_estimate(row, "distance").half_width()
+    row["distance_ci"] = f"{row['metric']} {row['distance']:{digits}} ± {half:{digits}}"
     row["floor_shown"] = f"{row['floor']:{digits}}"
-    low, high = row["ratio"] - 2 * row["ratio_se"], row["ratio"] + 2 * row["ratio_se"]
-    row["ratio_ci"] = f"{row['ratio']:.2f} ± {2 * row['ratio_se']:.2f}×"
+    ratio = seed_estimate(row, "ratio")
+    low, high = ratio.interval()
+    row["ratio_ci"] = f"{row['ratio']:.2f} ± {ratio.half_width():.2f}×"
     accuracy = None
     if row.get("accuracy_low") is not None:
         accuracy = (row["accuracy_low"], row["accuracy_high"])
@@ -163,21 +174,27 @@ def annotate(row: dict[str, Any]) -> None:
         )
     if row.get("diversity") is not None:
         row["diversity_ci"] = (
-            f"{row['diversity']:.2f} ± {2 * row['diversity_se']:.2f} "
+            f"{row['diversity']:.2f} ± {seed_estimate(row, 'diversity').half_width():.2f} "
             f"(real {row['diversity_real']:.2f})"
         )
     row["bar"] = verdict(low, high, accuracy)
+
+
+def annotate_rows(rows: list[dict[str, Any]]) -> None:
+    """:func:`annotate` every row."""
+    for row in rows:
+        annotate(row)
 
 
 COLUMNS = [
     ("model", "model", "s"),
     ("setting", "setting", "s"),
     ("n", "n per seed", "d"),
-    ("distance_ci", "distance ± 2 SE", "s"),
+    ("distance_ci", "distance ± 95 % CI (t, k−1 df)", "s"),
     ("floor_shown", "floor", "s"),
-    ("ratio_ci", "ratio ± 2 SE", "s"),
+    ("ratio_ci", "ratio ± 95 % CI (t)", "s"),
     ("accuracy_ci", "accuracy (Wilson)", "s"),
-    ("diversity_ci", "diversity ± 2 SE", "s"),
+    ("diversity_ci", "diversity ± 95 % CI (t)", "s"),
     ("bar", "bar", "s"),
     ("seconds", "wall s per seed", ".0f"),
 ]
@@ -192,16 +209,19 @@ def render(payload: dict[str, Any]) -> str:
         f"x̂0 clipped; seeds {payload['seeds']} (seed s: per-sample seeds s·n … s·n + n − 1).\n\n"
         "- **distance**: FD in the shipped classifier's features against held-out digits "
         "(178 samples used per split, so n above that adds little), or SW₂ to fresh moons; "
-        "mean over the seeds ± 2 standard errors.\n"
+        "mean over the seeds ± t·SE.\n"
         "- **floor**: real vs real at the same n and class balance (the metric's small-sample "
         "bias); **ratio** = distance ÷ floor, seed by seed.\n"
         f"- **bar**: *pass* when the ratio's whole interval is ≤ {DISTANCE_BAR:g} and the "
         f"accuracy's Wilson interval (all seeds pooled) is ≥ {ACCURACY_BAR:.0%}; *FAIL* when "
-        "the interval is all on the wrong side; else *undecided*.\n"
+        "the interval is all on the wrong side; else *undecided*. A *pass* or a *FAIL* is "
+        "wrong for at most 1 row in 40 (one end of a 95 % interval).\n"
         "- **diversity**: mean pixel distance between two digits of the same class (the "
         "requested one; the classifier's reading for ∅); lower = less varied.\n"
         "- wall s: mean per seed on a shared 2-core CPU, one thread; rough. A row found in "
         "the cache (`--cache`) shows the time it took when it was measured.\n\n"
+        + interval_note(len(payload["seeds"]))
+        + "\n\n"
         + markdown_table(payload["rows"], COLUMNS)
     )
 
@@ -216,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--toy-n", type=int, default=1000, help="points per 2-D row and seed")
     parser.add_argument("--steps", type=int, default=None, help="DDPM steps (default: all T)")
     args = parser.parse_args(argv)
+    if args.rederive:
+        payload = rederive_table("quality", args, render, annotate_rows)
+        return 0 if all(row["bar"] == "pass" for row in payload["rows"]) else 1
     torch.set_num_threads(args.threads)
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(names) - set(available_models()))
@@ -232,8 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: done", flush=True)
     order = available_models()  # the table's order, whatever order they were measured in
     rows.sort(key=lambda row: order.index(row["model"]))
-    for row in rows:
-        annotate(row)
+    annotate_rows(rows)
     publish_table(
         "quality",
         "benchmarks/quality.py",

@@ -29,7 +29,8 @@ BAD_ARGUMENTS = [
     (
         dict(sampler="plms"),
         ValueError,
-        "unknown sampler 'plms'.*'ddpm', 'ddim', 'naive_strided', 'euler', 'heun', 'dpmpp_2m'",
+        "unknown sampler 'plms'.*'ddpm', 'ddim', 'naive_strided', 'euler', 'heun', 'dpmpp_2m', "
+        "'edm'",
     ),
     (
         dict(spacing="random"),
@@ -57,6 +58,34 @@ BAD_ARGUMENTS = [
         dict(sampler="ddpm", eta=0.5),
         ValueError,
         "eta does not apply to sampler='ddpm'; it applies to 'ddim'",
+    ),
+    # EDM's churn options: numbers in their range, for sampler="edm" only
+    (dict(sampler="edm", s_churn=-1.0), ValueError, "s_churn must be a finite number >= 0"),
+    (dict(sampler="edm", s_churn=float("inf")), ValueError, "s_churn must be a finite number"),
+    (dict(sampler="edm", s_churn=float("nan")), ValueError, "s_churn must be a finite number"),
+    (dict(sampler="edm", s_churn="10"), TypeError, "s_churn must be a finite number"),
+    (dict(sampler="edm", s_churn=True), TypeError, "s_churn must be a finite number"),
+    (dict(sampler="edm", s_noise=0.0), ValueError, "s_noise must be a finite number > 0"),
+    (dict(sampler="edm", s_noise=-1.0), ValueError, "s_noise must be a finite number > 0"),
+    (dict(sampler="edm", s_noise=float("inf")), ValueError, "s_noise must be a finite number"),
+    (dict(sampler="edm", s_tmin=-0.5), ValueError, "s_tmin must be a finite number >= 0"),
+    (dict(sampler="edm", s_tmin=float("inf")), ValueError, "s_tmin must be a finite number"),
+    (dict(sampler="edm", s_tmax=-1.0), ValueError, "s_tmax must be a number >= 0 or inf"),
+    (dict(sampler="edm", s_tmax=float("nan")), ValueError, "s_tmax must be a number >= 0 or inf"),
+    (
+        dict(sampler="edm", s_tmin=5.0, s_tmax=1.0),
+        ValueError,
+        r"s_tmin \(5\) must be <= s_tmax \(1\): EDM churns the steps with σ in",
+    ),
+    (
+        dict(sampler="ddpm", s_churn=1),
+        ValueError,
+        "s_churn does not apply to sampler='ddpm'; it applies to 'edm'",
+    ),
+    (
+        dict(sampler="heun", s_noise=1.003),
+        ValueError,
+        "s_noise does not apply to sampler='heun'; it applies to 'edm'",
     ),
     # seeds: integers, never truncated or parsed, one per sample
     (dict(seeds=[1, 2, 3]), ValueError, "got 3 seeds for a batch of 2"),

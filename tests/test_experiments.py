@@ -45,12 +45,14 @@ def test_several_seeds_average_each_column_and_keep_the_values(digits):
     assert a["seeds"] == [4, 5] and "seed" not in a
     assert a["fd_seeds"] == [one[0][0]["fd"], one[1][0]["fd"]]
     assert a["fd"] == sum(a["fd_seeds"]) / 2 and a["fd_se"] == over_seeds(a["fd_seeds"]).se
+    assert a["fd_df"] == 1 and a["accuracy_df"] == 1  # k − 1: Student-t intervals
     assert a["fd_floor"] == one[0][0]["fd_floor"]  # depends on n and the classes only
     diff = paired_difference(b, a)
     assert (
         diff.value
         == (b["fd_seeds"][0] - a["fd_seeds"][0] + b["fd_seeds"][1] - a["fd_seeds"][1]) / 2
         and diff.n == 2
+        and diff.df == 1
     )
     with pytest.raises(ValueError, match="same >= 2 seeds"):
         paired_difference(b, one[0][0])

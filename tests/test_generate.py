@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import signal
@@ -385,3 +386,30 @@ def test_sigma_schedule_is_a_recorded_setting_and_old_runs_still_resume(
     (out / "run.json").write_text(json.dumps(settings))
     assert main(args) == 0
     assert "generated 0 images (2 already present)" in capsys.readouterr().out
+
+
+def test_edm_churn_flags_are_recorded_settings_and_old_runs_still_resume(
+    checkpoints, tmp_path, capsys
+):
+    out = tmp_path / "edm"
+    args = ["generate", "--model", str(checkpoints["cond"]), "--out", str(out), "-n", "2",
+            "--steps", "4", "--labels", "1", "--threads", "1", "--no-progress"]  # fmt: skip
+    assert main([*args, "--sampler", "edm", "--s-churn", "5", "--s-noise", "1.003"]) == 0
+    settings = json.loads((out / "run.json").read_text())
+    assert (settings["s_churn"], settings["s_noise"], settings["s_tmax"]) == (5.0, 1.003, math.inf)
+    capsys.readouterr()
+    assert main([*args, "--sampler", "edm", "--s-churn", "5"]) == 2  # s_noise 1 is another run
+    assert "s_noise: 1.003 there, 1.0 now" in capsys.readouterr().err
+    assert main([*args, "--sampler", "heun", "--s-churn", "5", "--out", str(tmp_path / "h")]) == 2
+    err = capsys.readouterr().err
+    assert "s_churn does not apply to sampler='heun'; it applies to 'edm'" in err
+    assert main([*args, "--sampler", "edm", "--s-tmin", "5", "--s-tmax", "1"]) == 2
+    assert "s_tmin (5) must be <= s_tmax (1)" in capsys.readouterr().err
+    # a run.json written before the churn settings existed implies their defaults
+    old = tmp_path / "old"
+    assert main([*args[:4], str(old), *args[5:], "--sampler", "heun"]) == 0
+    settings = json.loads((old / "run.json").read_text())
+    for key in ("s_churn", "s_tmin", "s_tmax", "s_noise"):
+        settings.pop(key)
+    (old / "run.json").write_text(json.dumps(settings))
+    assert main([*args[:4], str(old), *args[5:], "--sampler", "heun"]) == 0

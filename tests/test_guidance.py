@@ -115,6 +115,22 @@ def test_guidance_interval_guides_only_inside():
             torch.testing.assert_close(step.model_output, step.eps_cond)
 
 
+@pytest.mark.parametrize("interval, guided_steps", [((29, 59), [59, 49, 39, 29]), ((49, 49), [49])])
+def test_guidance_interval_includes_both_ends(interval, guided_steps):
+    # 10 trailing steps at T = 100 visit 9, 19, …, 99: a step exactly at lo or hi is
+    # guided (closed [lo, hi]; the paper's (σ_lo, σ_hi] would leave t = lo unguided)
+    lo, hi = interval
+    guided_at = []
+    for step in _steps(guidance_interval=interval):
+        guided = step.eps_uncond + 4.0 * (step.eps_cond - step.eps_uncond)
+        assert not torch.allclose(guided, step.eps_cond)  # the two cases are told apart
+        expected = guided if lo <= step.t <= hi else step.eps_cond
+        torch.testing.assert_close(step.model_output, expected)
+        if torch.allclose(step.model_output, guided):
+            guided_at.append(step.t)
+    assert guided_at == guided_steps and lo in guided_at and hi in guided_at
+
+
 @pytest.mark.parametrize(
     "kw, match",
     [

@@ -267,9 +267,13 @@ def test_wilson_interval_covers_the_truth_and_never_collapses():
 def test_differs_over_seeds_and_bootstrap():
     assert differs(Estimate(1.0, 0.1), Estimate(1.5, 0.1))
     assert not differs(Estimate(1.0, 0.2), Estimate(1.5, 0.2))
-    assert Estimate(1.0, 0.1).interval() == pytest.approx((0.8, 1.2))
+    # a normal estimate (df infinite, the default): ± 1.96 SE at 95 %
+    assert Estimate(1.0, 0.1).interval() == pytest.approx((1.0 - 0.196, 1.0 + 0.196), abs=1e-4)
     seeds = over_seeds([1.0, 2.0, 3.0])
     assert (seeds.value, seeds.se, seeds.n) == pytest.approx((2.0, 1 / math.sqrt(3), 3))
+    # 3 seeds: Student-t with 2 df, ± 4.303 SE at 95 %
+    assert seeds.df == 2 and seeds.half_width() == pytest.approx(4.3027 / math.sqrt(3), rel=1e-4)
+    assert str(seeds) == f"2 ± {4.3027 / math.sqrt(3):.2g}"
     data = torch.randn(400, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     boot = bootstrap(lambda rows: float(rows.mean()), data, n_boot=300)
     assert boot.value == pytest.approx(float(data.mean()))

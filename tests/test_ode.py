@@ -13,15 +13,24 @@ import torch
 from conftest import ClassOracle
 
 from diffusion_lib.exact.oracle import GaussianOracle
+from diffusion_lib.exact.outputs import CallCounter
 from diffusion_lib.sampling import sample, sample_progressive
 from diffusion_lib.sampling.ode import (
+    HEUN_MAX_SIGMA_RATIO,
+    OdeStep,
     ddim_invert,
     karras_sigmas,
     ode_timesteps,
     sigmas_of,
     slerp,
 )
-from diffusion_lib.sampling.registry import ode_samplers
+from diffusion_lib.sampling.registry import (
+    SamplerKind,
+    ode_plan,
+    ode_samplers,
+    register,
+    unregister,
+)
 from diffusion_lib.schedule import cosine_schedule, linear_schedule
 
 MU, S = 0.1, 0.5
@@ -183,3 +192,85 @@ def test_slerp_keeps_the_ends_and_the_norm():
     assert (mid_s.flatten(1).norm(dim=1) - 8).abs().max() < 2.5
     assert (mid_l.flatten(1).norm(dim=1) < mid_s.flatten(1).norm(dim=1)).all()
     assert torch.allclose(slerp(a, a, 0.3), a, atol=1e-5)  # parallel: falls back to a line
+
+
+# ------------------------------------------------------------ Heun across a huge σ ratio
+def _heun_unguarded(x_tilde, timesteps, sigmas, denoise):
+    """Heun as it was before the guard: the trapezoid at every step but the last."""
+    x = x_tilde
+    for i, t in enumerate(timesteps.tolist()):
+        t_next = int(timesteps[i + 1]) if i + 1 < len(timesteps) else None
+        s_next = float(sigmas[t_next]) if t_next is not None else 0.0
+        s = float(sigmas[t])
+        d, eps, raw = denoise(x, t)
+        x_next = x + (s_next - s) * eps
+        if t_next is not None:
+            _, eps_next, _ = denoise(x_next, t_next)
+            x_next = x + (s_next - s) * 0.5 * (eps + eps_next)
+        yield OdeStep(i, t, x, x_next, d, eps, raw)
+        x = x_next
+
+
+@pytest.fixture
+def unguarded():
+    kind = register(
+        SamplerKind(
+            "heun_unguarded",
+            "Heun without the σ-ratio guard (a test's sampler)",
+            ode_plan,
+            frozenset({"spacing", "x0_mode", "rederive_eps", "sigma_schedule"}),
+            walk=_heun_unguarded,
+        )
+    )
+    yield kind.name
+    unregister(kind.name)
+
+
+def test_heun_takes_an_euler_step_across_a_huge_sigma_ratio(unguarded):
+    # cosine: σ(999) = 2.0e4 (β clipped at 0.999), σ(899) = 6.4 with 10 uniform steps; the
+    # trapezoid weights the slope at 6.4 over the whole interval. Measured: 3.7 unguarded
+    # (as in diffusers and k-diffusion), 1.3e-2 with an Euler first step
+    cosine = cosine_schedule(1000)
+    oracle = GaussianOracle(cosine, MU, S)
+    exact = exact_ode_output(cosine, ode_timesteps(cosine, 10, "uniform"), X_T)
+    errors, calls = {}, {}
+    for sampler in ("heun", unguarded):
+        counted = CallCounter(oracle)
+        out = sample(
+            counted,
+            cosine,
+            (256, 2),
+            sampler=sampler,
+            steps=10,
+            sigma_schedule="uniform",
+            x_T=X_T,
+            x0_mode="none",
+            progress=False,
+        )
+        errors[sampler] = (out.double() - exact).abs().mean().item()
+        calls[sampler] = counted.calls
+    assert errors[unguarded] > 1.0 and errors["heun"] < 0.05, errors
+    assert calls == {"heun": 18, unguarded: 19}  # the Euler step saves one model call
+
+
+def test_the_guard_leaves_the_linear_schedules_grids_alone(unguarded):
+    sig = sigmas_of(LINEAR)
+    worst = {}
+    for grid, spacing in (
+        ("karras", "trailing"),
+        ("uniform", "trailing"),
+        ("uniform", "leading"),
+        ("uniform", "linspace"),
+    ):
+        ratios = []
+        for n in range(5, 1001):
+            s = sig[ode_timesteps(LINEAR, n, grid, spacing)]
+            ratios.append((s[:-1] / s[1:]).max())
+        worst[grid, spacing] = max(ratios)
+    # HEUN_MAX_SIGMA_RATIO's comment quotes these: 49, 6.2, 72, 96 (the largest at 5 steps)
+    assert max(worst.values()) < HEUN_MAX_SIGMA_RATIO, worst
+    for grid in ("karras", "uniform"):
+        for n in (10, 25, 50, 200):
+            kw = dict(steps=n, sigma_schedule=grid, x_T=X_T, progress=False)
+            heun = sample(ORACLE, LINEAR, (256, 2), sampler="heun", **kw)
+            assert torch.equal(heun, sample(ORACLE, LINEAR, (256, 2), sampler=unguarded, **kw))

@@ -34,6 +34,10 @@ OTHER = dict(
     rederive_eps=False,
     final_alpha="first",
     sigma_schedule="uniform",
+    s_churn=5.0,
+    s_tmin=0.1,
+    s_tmax=50.0,
+    s_noise=1.003,
 )
 
 
@@ -81,6 +85,9 @@ def test_the_reviewed_silent_cases_are_refused():
         ("ddpm", "final_alpha", "first"),
         ("ddpm", "sigma_schedule", "uniform"),
         ("ddpm", "rederive_eps", False),
+        ("ddpm", "s_churn", 1),
+        ("heun", "s_churn", 1.0),
+        ("ddim", "s_noise", 1.007),
     ]
     for sampler, option, value in cases:
         with pytest.raises(ValueError, match=f"{option} does not apply"):

@@ -499,18 +499,30 @@ def test_features_of_the_wrong_kind_are_named(features):
 
 # ------------------------------------------------------------ interval helpers
 @pytest.mark.parametrize("z", [0, -1, -2.0, float("nan"), float("inf"), -float("inf")])
+def test_a_z_at_or_below_zero_is_named(z):
+    with pytest.raises(ValueError, match="z must be a finite number > 0"):
+        wilson_interval(3, 10, z)
+
+
+@pytest.mark.parametrize("level", [0, 1, -0.5, 1.5, 2.0, float("nan"), float("inf")])
 @pytest.mark.parametrize(
     "call",
     [
-        lambda z: wilson_interval(3, 10, z),
-        lambda z: Estimate(1.0, 0.1, 5).interval(z),
-        lambda z: differs(Estimate(1.0, 0.1), Estimate(2.0, 0.1), z),
+        lambda level: Estimate(1.0, 0.1, 5).interval(level),
+        lambda level: Estimate(1.0, 0.1, 5, df=4).half_width(level),
+        lambda level: differs(Estimate(1.0, 0.1), Estimate(2.0, 0.1), level),
     ],
-    ids=["wilson", "interval", "differs"],
+    ids=["interval", "half_width", "differs"],
 )
-def test_a_z_at_or_below_zero_is_named(call, z):
-    with pytest.raises(ValueError, match="z must be a finite number > 0"):
-        call(z)
+def test_a_level_outside_zero_one_is_named(call, level):
+    with pytest.raises(ValueError, match=r"level must be in \(0, 1\)"):
+        call(level)
+
+
+@pytest.mark.parametrize("level", ["0.95", None, True, [0.95]])
+def test_a_level_that_is_no_number_is_a_type_error(level):
+    with pytest.raises(TypeError, match="level must be a number"):
+        Estimate(1.0, 0.1).interval(level)
 
 
 @pytest.mark.parametrize("z", ["2", None, True, [2]])

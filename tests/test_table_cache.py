@@ -15,7 +15,7 @@ import diffusion_lib.bench.tables as tables
 from diffusion_lib.bench.cache import TableCache, fingerprint, source_hash
 from diffusion_lib.bench.sweeps import SamplerSetting, sampler_grid
 from diffusion_lib.bench.tables import table_parser
-from diffusion_lib.metrics import DigitsQuality, load_classifier
+from diffusion_lib.metrics import DigitsQuality, Estimate, load_classifier
 from diffusion_lib.pretrained import load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,6 +113,7 @@ BENCHMARK_TABLES = [
     ("guidance", "guidance"),
     ("samplers", "samplers"),
     ("quality", "quality"),
+    ("guided_limits", "guided_limits"),
 ]
 
 
@@ -163,7 +164,8 @@ def test_committed_quality_table_has_intervals_and_its_command():
     assert {row["model"] for row in payload["rows"]} == {"digits", "digits_cosine", "moons"}
     for row in payload["rows"]:
         assert row["ratio_se"] > 0 and len(row["seeds"]) == len(payload["seeds"])
-        low, high = row["ratio"] - 2 * row["ratio_se"], row["ratio"] + 2 * row["ratio_se"]
+        k = len(payload["seeds"])  # 95 % Student-t interval over the seeds, k − 1 df
+        low, high = Estimate(row["ratio"], row["ratio_se"], k, df=k - 1).interval()
         accuracy = (
             (row["accuracy_low"], row["accuracy_high"])
             if row.get("accuracy_low") is not None

@@ -7,9 +7,11 @@ plot and a benchmark can write as JSON/Markdown:
 - :func:`guidance_sweep` — what does the guidance scale w do to accuracy, FD and diversity?
 
 Both take one seed or several. With k ≥ 2 seeds every measured column ``c`` is the mean
-over seeds, with ``c_se`` (its standard error, sd/√k) and ``c_seeds`` (the k values)
-beside it; :func:`paired_difference` compares two rows seed by seed (the same seeds and
-the same real reference, so their shared noise cancels).
+over seeds, with ``c_se`` (its standard error, sd/√k), ``c_df`` (k − 1, the degrees of
+freedom of that SE) and ``c_seeds`` (the k values) beside it: its interval is
+``c ± t·c_se``, Student-t with k − 1 df (:func:`seed_estimate`; ± 4.30 SE at 95 % for 3
+seeds, not ± 2). :func:`paired_difference` compares two rows seed by seed (the same seeds
+and the same real reference, so their shared noise cancels).
 
 A notebook on a CPU runs a small slice live and reads the full table that
 ``benchmarks/`` committed; both come from these functions, so they cannot drift.
@@ -37,6 +39,7 @@ from ..metrics import (
 from ..sampling import SamplerSpec, sample
 from ..schedule import NoiseSchedule
 from .cache import TableCache, fingerprint
+from .reuse import CommittedSeeds, json_safe, measure_row
 from .timing import timed
 
 
@@ -114,7 +117,7 @@ def _seed_list(seed: int | Sequence[int]) -> list[int]:
     return seeds
 
 
-# per-seed columns that are averaged (with _se and _seeds when k >= 2); the floor and the
+# per-seed columns that are averaged (with _se, _df and _seeds when k >= 2); the floor and the
 # real-data columns depend on n and the class balance only, so they are the same every seed
 _MEASURED = ("seconds", "fd", "accuracy", "diversity", "saturated")
 
@@ -128,11 +131,39 @@ def _over_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
         values = [r[key] for r in per_seed]
         row[key] = float(sum(values) / len(values))
         if len(values) > 1:
-            row[f"{key}_se"] = over_seeds(values).se
+            row[f"{key}_se"], row[f"{key}_df"] = over_seeds(values).se, len(values) - 1
             row[f"{key}_seeds"] = values
     row["seeds"] = [r["seed"] for r in per_seed]
     row.pop("seed", None)
     return row
+
+
+def seed_estimate(row: dict[str, Any], key: str = "fd") -> Estimate:
+    """Column ``key`` of a row measured on k ≥ 2 seeds as an :class:`Estimate`.
+
+    Mean ``row[key]``, SE ``row[key + "_se"]``, n = k and df = k − 1 (Student-t), so
+    ``seed_estimate(row).half_width()`` is the 95 % half-width t·SE. A row written before
+    rows carried ``_df`` gets k − 1 from its ``seeds``.
+    """
+    if row.get(f"{key}_se") is None or len(row.get("seeds") or ()) < 2:
+        raise ValueError(
+            f"seed_estimate needs a row measured on >= 2 seeds with {key!r} and {key + '_se'!r}"
+            f" (got seeds {row.get('seeds')})"
+        )
+    k = len(row["seeds"])
+    return Estimate(row[key], row[f"{key}_se"], k, df=row.get(f"{key}_df", k - 1))
+
+
+def _identity(base: dict[str, Any], name: str) -> dict[str, Any]:
+    """What identifies a stored row of a setting: its name, the five fields every table
+    row has always stored, and any other field of the setting that is not its default
+    (a row stored before a field existed counts as having the default)."""
+    defaults = SamplerSpec()
+    always = ("sampler", "steps", "spacing", "eta", "variance")
+    return dict(
+        {k: v for k, v in base.items() if k in always or v != json_safe(getattr(defaults, k))},
+        name=name,
+    )
 
 
 def paired_difference(row: dict[str, Any], ref: dict[str, Any], key: str = "fd") -> Estimate:
@@ -140,7 +171,9 @@ def paired_difference(row: dict[str, Any], ref: dict[str, Any], key: str = "fd")
 
     Both rows must come from the same seeds (and so the same real reference): the
     difference is taken seed by seed, which cancels what the two share, then
-    :func:`~diffusion_lib.metrics.over_seeds` gives mean ± SE.
+    :func:`~diffusion_lib.metrics.over_seeds` gives mean ± t·SE (Student-t, k − 1 df:
+    the paired t-test; the difference is beyond its interval when
+    ``abs(d.value) > d.half_width()``).
     """
     if row.get("seeds") != ref.get("seeds") or f"{key}_seeds" not in row:
         raise ValueError(
@@ -162,17 +195,23 @@ def sampler_grid(
     classifier: DigitClassifier | None = None,
     conditional: bool = True,
     cache: TableCache | None = None,
+    reuse: CommittedSeeds | None = None,
 ) -> list[dict[str, Any]]:
     """Sample ``n`` digits with every setting and measure each.
 
     Conditional (default): classes 0…9 in turn, guided when ``guidance_scale`` is set;
     else the null label ∅ (``accuracy`` is then None). With a ``cache``
     (:class:`~diffusion_lib.bench.cache.TableCache`) each (setting, seed) is measured
-    once: an interrupted table resumes, and more seeds compute only the new ones.
+    once: an interrupted table resumes, and more seeds compute only the new ones. With
+    ``reuse`` (:class:`~diffusion_lib.bench.reuse.CommittedSeeds`, a committed table of the
+    same n and guidance) a row the committed table holds is measured again on its first
+    stored seed only, and its other stored seeds are reused when that one agrees (the row's
+    ``reused_seeds`` lists them).
 
     Returns rows with ``name``, the setting's fields, ``seconds`` (wall time),
     ``fd``, ``fd_floor`` (matched real-vs-real), ``accuracy``, ``diversity``; over
-    several seeds also ``seeds`` and, per measured column, ``_se`` and ``_seeds``.
+    several seeds also ``seeds`` and, per measured column, ``_se``, ``_df`` (k − 1) and
+    ``_seeds``.
     """
     classifier = classifier if classifier is not None else load_classifier()
     seeds = _seed_list(seed)
@@ -182,9 +221,9 @@ def sampler_grid(
     device = next(iter(model.parameters()), torch.empty(0)).device.type
     rows = []
     for setting in settings:
-        base = {k: v for k, v in asdict(setting).items() if k not in ("label", "extra")}
-        per_seed = []
-        for s in seeds:
+        base = {k: json_safe(v) for k, v in asdict(setting).items() if k not in ("label", "extra")}
+
+        def measure(s: int, setting: SamplerSetting = setting) -> dict[str, Any]:
             key = dict(
                 kind="digits",
                 setting=setting.kwargs(),
@@ -195,7 +234,7 @@ def sampler_grid(
                 weights=weights,
                 device=device,
             )
-            measured = cache.measure(
+            return cache.measure(
                 key,
                 partial(
                     _measurement,
@@ -209,8 +248,16 @@ def sampler_grid(
                     **setting.kwargs(),
                 ),
             )
-            per_seed.append(dict(base, name=setting.name, n=n, seed=s, **measured))
+
+        match = _identity(base, setting.name)
+        measured, reused = measure_row(setting.name, seeds, measure, reuse, match)
+        per_seed = [
+            dict(base, name=setting.name, n=n, seed=s, **m)
+            for s, m in zip(seeds, measured, strict=True)
+        ]
         rows.append(_over_seeds(per_seed))
+        if reused:
+            rows[-1]["reused_seeds"] = reused
     return rows
 
 
@@ -222,31 +269,33 @@ def guidance_sweep(
     n: int = 100,
     seed: int | Sequence[int] = 0,
     classifier: DigitClassifier | None = None,
+    reuse: CommittedSeeds | None = None,
     **sampler_kwargs: Any,
 ) -> tuple[list[dict[str, Any]], dict[float, torch.Tensor]]:
     """Sample ``n`` digits per guidance scale w and measure accuracy, FD and diversity.
 
-    Returns the rows (over several seeds: as :func:`sampler_grid`) and the samples of
-    the first seed (first 20 of each w) for grids.
+    ``reuse``: a committed sweep of the same sampler and n, reused as in
+    :func:`sampler_grid` (rows matched by w). Returns the rows (over several seeds: as
+    :func:`sampler_grid`) and the samples of the first seed (first 20 of each w) for grids.
     """
     classifier = classifier if classifier is not None else load_classifier()
     seeds = _seed_list(seed)
     rows, grids = [], {}
     for w in scales:
-        per_seed = []
-        for s in seeds:
+
+        def measure(s: int, w: float = float(w)) -> dict[str, Any]:
             x, seconds, q = _sample_and_score(
-                model, schedule, n, s, classifier, guidance_scale=float(w), **sampler_kwargs
+                model, schedule, n, s, classifier, guidance_scale=w, **sampler_kwargs
             )
-            per_seed.append(
-                dict(
-                    w=float(w),
-                    n=n,
-                    seed=s,
-                    **_quality_columns(seconds, q),
-                    saturated=float((x.abs() >= 0.999).float().mean()),
-                )
-            )
-            grids.setdefault(float(w), x[:20])
+            grids.setdefault(w, x[:20])  # the first seed is always measured
+            saturated = float((x.abs() >= 0.999).float().mean())
+            return dict(**_quality_columns(seconds, q), saturated=saturated)
+
+        measured, reused = measure_row(f"w = {w:g}", seeds, measure, reuse, {"w": float(w)})
+        per_seed = [
+            dict(w=float(w), n=n, seed=s, **m) for s, m in zip(seeds, measured, strict=True)
+        ]
         rows.append(_over_seeds(per_seed))
+        if reused:
+            rows[-1]["reused_seeds"] = reused
     return rows, grids

@@ -6,14 +6,18 @@
   JSON and Markdown, written atomically (a kill or a full disk leaves the old file or the
   new one, never half of one) into ``runs/tables/`` (or ``--out DIR``), and into the
   committed ``diffusion_lib/results/`` only with ``--publish``;
+- :func:`rederive_table`: a committed table's derived columns (intervals, verdicts) and
+  Markdown rebuilt from the per-seed values it stores, measuring nothing (``--rederive``);
 - :func:`read_results`: a committed table, for the notebooks;
-- :func:`markdown_table`: rows as Markdown.
+- :func:`markdown_table`: rows as Markdown; :func:`interval_note`: what a table's
+  intervals over seeds are (Student-t, k − 1 df) and how many false flags to expect.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import shlex
 import sys
@@ -24,6 +28,7 @@ from typing import Any
 import torch
 
 from ..files import check_writable_dir, os_error_line, write_atomic
+from ..metrics.estimates import over_seeds, t_cdf, t_quantile
 from ..pretrained import git_commit
 from .cache import TableCache
 
@@ -80,13 +85,14 @@ class _TableParser(argparse.ArgumentParser):
 
 def table_parser(doc: str, n: int, seeds: str = "0,1,2") -> argparse.ArgumentParser:
     """The arguments every table in ``benchmarks/`` takes: ``--n``, ``--seeds``, ``--threads``,
-    ``--cache``, ``--out`` / ``--publish``.
+    ``--cache``, ``--out`` / ``--publish``, ``--reuse``, ``--rederive``.
 
     ``args.seeds`` comes back as a list of at least two ints; ``args.cache`` as a
     :class:`~diffusion_lib.bench.cache.TableCache` (``--cache none``: no cache), its path
     checked; ``args.out`` as the directory the table goes to, checked writable:
     ``runs/tables/`` by default, ``--out DIR``, or the committed
-    ``diffusion_lib/results/`` with ``--publish``.
+    ``diffusion_lib/results/`` with ``--publish``. ``args.rederive``: measure nothing,
+    rebuild the committed table's derived columns (:func:`rederive_table`).
     """
     parser = _TableParser(description=doc.splitlines()[0])
     parser.add_argument("--n", type=int, default=n)
@@ -114,6 +120,20 @@ def table_parser(doc: str, n: int, seeds: str = "0,1,2") -> argparse.ArgumentPar
         default=None,
         help=f"directory for the table's .json and .md (default {DEFAULT_TABLES}; "
         "the committed results only with --publish)",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="take per-seed values from the committed table for the rows it holds (same "
+        "setting, n and guidance): each such row's first stored seed is measured again "
+        "and the rest are reused only if it agrees (diffusion_lib/bench/reuse.py)",
+    )
+    parser.add_argument(
+        "--rederive",
+        action="store_true",
+        help="measure nothing: rebuild the committed table's intervals, verdicts and Markdown "
+        "from the per-seed values it stores (its command, environment and measured values "
+        "kept); written like a measured table (--publish to replace the committed one)",
     )
     return parser
 
@@ -167,7 +187,59 @@ def publish_table(
     """
     command, env = provenance(script, argv, args.threads)
     payload = {"command": command, "env": env, "n": args.n, "seeds": args.seeds, **fields}
-    markdown = render(payload)
+    _emit(name, payload, render(payload), args)
+    return payload
+
+
+def rederive_table(
+    name: str,
+    args: argparse.Namespace,
+    render: Callable[[dict[str, Any]], str],
+    derive: Callable[[list[dict[str, Any]]], None],
+) -> dict[str, Any]:
+    """Rebuild the committed table ``name``'s derived columns and Markdown; return its payload.
+
+    Nothing is measured: the committed ``diffusion_lib/results/<name>.json`` is read, each
+    row that stores per-seed values (``c_seeds`` beside ``c`` and ``c_se``) is checked
+    against them (mean and SE recomputed; a mismatch is an error, so a hand-edited table is
+    not silently re-dressed) and gets ``c_df`` = k − 1, then ``derive(rows)`` (the script's
+    interval and verdict columns) and ``render(payload)`` run again. The command, the
+    environment and every measured value are kept. Written like a measured table
+    (``runs/tables/``, ``--out DIR``, or the committed one with ``--publish``).
+    """
+    payload = read_results(name)
+    if payload is None:
+        print(f"error: no committed table {RESULTS_DIR / (name + '.json')}", file=sys.stderr)
+        raise SystemExit(1)
+    for row in payload["rows"]:
+        _check_seed_columns(name, row)
+    derive(payload["rows"])
+    _emit(name, payload, render(payload), args)
+    return payload
+
+
+def _check_seed_columns(name: str, row: dict[str, Any]) -> None:
+    """Add ``c_df`` = k − 1 to every column ``c`` stored per seed, after checking its mean
+    and SE against the seeds' values."""
+    for key in [k[: -len("_seeds")] for k in row if k.endswith("_seeds") and k != "seeds"]:
+        values, se = row[f"{key}_seeds"], row.get(f"{key}_se")
+        if se is None or row.get(key) is None or len(values) < 2:
+            continue
+        estimate = over_seeds(values)
+        if not (
+            math.isclose(estimate.value, row[key], rel_tol=1e-9, abs_tol=1e-12)
+            and math.isclose(estimate.se, se, rel_tol=1e-6, abs_tol=1e-12)
+        ):
+            raise ValueError(
+                f"{name}: row {row.get('name', row.get('model', '?'))!r} column {key!r} "
+                f"stores {row[key]!r} ± {se!r} but its seeds give {estimate.value!r} ± "
+                f"{estimate.se!r}: re-measure it instead"
+            )
+        row[f"{key}_df"] = len(values) - 1
+
+
+def _emit(name: str, payload: dict[str, Any], markdown: str, args: argparse.Namespace) -> None:
+    """Print a table's Markdown and write it with its JSON (:func:`write_results`)."""
     print(markdown)
     out = getattr(args, "out", None)
     out = RESULTS_DIR if out is None and getattr(args, "publish", False) else out
@@ -181,7 +253,6 @@ def publish_table(
         )
         raise SystemExit(1) from None
     print(f"wrote {path} and {path.with_suffix('.md')}", file=sys.stderr)
-    return payload
 
 
 def write_results(
@@ -218,3 +289,25 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, 
         for r in rows
     ]  # fmt: skip
     return "\n".join([head, rule, *body]) + "\n"
+
+
+def interval_note(k: int, comparisons: int = 0, flag: str = "differs") -> str:
+    """What a table's intervals over ``k`` seeds are, as one paragraph of its Markdown.
+
+    Mean ± t·SE, Student-t with k − 1 degrees of freedom at 95 %; with ``comparisons``
+    (how many two-sided 5 % tests the table draws), also how many false ``flag`` verdicts
+    to expect if none of the rows truly differed: 0.05 × comparisons.
+    """
+    t = t_quantile(0.975, k - 1)
+    text = (
+        f"Every ± over the k = {k} seeds is a 95 % Student-t interval, mean ± t·SE with "
+        f"k − 1 = {k - 1} degrees of freedom (t = {t:.2f}; ± 2 SE would cover only "
+        f"{100 * (2 * t_cdf(2.0, k - 1) - 1):.0f} %)."
+    )
+    if comparisons:
+        text += (
+            f" Each *{flag}* is a two-sided 5 % test: among this table's {comparisons} "
+            f"comparisons expect about {0.05 * comparisons:.1f} false *{flag}* flags by chance "
+            "alone if none truly differed (1 in 20)."
+        )
+    return text

@@ -71,7 +71,19 @@ from ._signals import exit_code, stopped
 PRESETS: dict[str, SamplerSpec] = {"recommended": RECOMMENDED}
 """Named sampler settings (``--preset``); ``recommended`` is also what a run gets when it
 names no sampler setting at all."""
-SAMPLER_FLAGS = ("sampler", "steps", "spacing", "eta", "variance", "x0_mode", "sigma_schedule")
+SAMPLER_FLAGS = (
+    "sampler",
+    "steps",
+    "spacing",
+    "eta",
+    "variance",
+    "x0_mode",
+    "sigma_schedule",
+    "s_churn",
+    "s_tmin",
+    "s_tmax",
+    "s_noise",
+)
 
 
 def sampler_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -130,7 +142,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=f"recommended ({rec.label}, {rec.steps} {rec.spacing} steps; the default): the "
         "best kind measured at <= 50 model calls for guided digits, see "
         "diffusion_lib/results/samplers.md. It sets --sampler/--steps/--spacing/--eta/"
-        "--variance/--x0-mode/--sigma-schedule, so give none of those with it",
+        "--variance/--x0-mode/--sigma-schedule/--s-churn/--s-tmin/--s-tmax/--s-noise, so give "
+        "none of those with it",
     )
     parser.add_argument(
         "--sampler",
@@ -151,7 +164,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--sigma-schedule",
         default=None,
         choices=SIGMA_SCHEDULES,
-        help=f"timesteps of the ODE samplers (euler, heun, dpmpp_2m): {rec.sigma_schedule} "
+        help=f"timesteps of the ODE samplers (euler, heun, dpmpp_2m, edm): {rec.sigma_schedule} "
         "(default, Karras et al.'s rho = 7 sigmas) or uniform (the --spacing timesteps)",
     )
     parser.add_argument(
@@ -168,6 +181,32 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         f"{SamplerSpec().variance} with --sampler ddpm)",
     )
     parser.add_argument("--x0-mode", default=None, choices=X0_MODES, help=f"default {rec.x0_mode}")
+    spec = SamplerSpec()
+    parser.add_argument(
+        "--s-churn",
+        type=float,
+        default=None,
+        help=f"edm's S_churn >= 0: fresh noise before each step, σ raised by "
+        f"min(S_churn/steps, √2 − 1) (default {spec.s_churn:g}: Heun, no noise)",
+    )
+    parser.add_argument(
+        "--s-tmin",
+        type=float,
+        default=None,
+        help=f"edm: churn only steps with σ >= this (default {spec.s_tmin:g})",
+    )
+    parser.add_argument(
+        "--s-tmax",
+        type=float,
+        default=None,
+        help=f"edm: churn only steps with σ <= this (default {spec.s_tmax:g}: no limit)",
+    )
+    parser.add_argument(
+        "--s-noise",
+        type=float,
+        default=None,
+        help=f"edm's S_noise > 0, the scale of its fresh noise (default {spec.s_noise:g})",
+    )
     parser.add_argument(
         "--labels",
         help="classes cycled over the images: 3, 1,4,7 or 0-9 (image i gets labels[i %% len]); "

@@ -38,7 +38,8 @@ class GenerateConfig:
     Attributes:
         n: how many images, indices 0 … n−1.
         seed: base seed; image i uses seed + i.
-        sampler, steps, spacing, eta, variance, x0_mode, sigma_schedule: the
+        sampler, steps, spacing, eta, variance, x0_mode, sigma_schedule, s_churn, s_tmin,
+            s_tmax, s_noise: the
             sampler and its options, with :class:`~diffusion_lib.sampling.SamplerSpec`'s
             defaults (:attr:`spec` is that object); ``steps=None`` = all T. An option
             that does not apply to the sampler must keep its default.
@@ -71,6 +72,10 @@ class GenerateConfig:
     model_batch: int | None = DEFAULT_MODEL_BATCH
     precision: str = "fp32"
     sigma_schedule: SigmaSchedule = _SPEC.sigma_schedule
+    s_churn: float = _SPEC.s_churn
+    s_tmin: float = _SPEC.s_tmin
+    s_tmax: float = _SPEC.s_tmax
+    s_noise: float = _SPEC.s_noise
 
     def __post_init__(self) -> None:
         if self.labels is not None and not isinstance(self.labels, tuple):
@@ -101,6 +106,10 @@ class GenerateConfig:
             self.variance,
             self.x0_mode,
             sigma_schedule=self.sigma_schedule,
+            s_churn=self.s_churn,
+            s_tmin=self.s_tmin,
+            s_tmax=self.s_tmax,
+            s_noise=self.s_noise,
         )
 
     def label_of(self, index: int) -> int | None:

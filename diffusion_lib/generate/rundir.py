@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import stat
@@ -46,7 +47,14 @@ MANIFEST_FILE = "manifest.csv"
 MANIFEST_COLUMNS = ("file", "index", "seed", "label", "sha256")
 RUN_FORMAT = "diffusion_lib.generate"
 RUN_FORMAT_VERSION = 1
-_ADDED_SETTINGS = {"precision": "fp32", "sigma_schedule": "karras"}
+_ADDED_SETTINGS = {
+    "precision": "fp32",
+    "sigma_schedule": "karras",
+    "s_churn": 0.0,
+    "s_tmin": 0.0,
+    "s_tmax": math.inf,
+    "s_noise": 1.0,
+}
 """Settings added after format version 1, with the value an older ``run.json`` implies."""
 _SAMPLE_NAME = re.compile(r"^sample_(\d+)\.png$")
 _TMP_TAG = r"(?:\.[0-9a-f-]+)?\.tmp"  # .tmp, .<pid>.tmp (older runs) or .<pid>-<random>.tmp

@@ -4,8 +4,10 @@
 - :mod:`.classifier`: the shipped digit classifier and its features;
 - :mod:`.frechet` (FD), :mod:`.kid` (KID, the unbiased MMD² with the cubic kernel,
   Bińkowski et al. 2018, with a jackknife SE);
-- :mod:`.estimates`: a value with its standard error (:class:`Estimate`), made over
-  seeds (:func:`over_seeds`, Student-t) or by :func:`bootstrap`; :func:`differs`;
+- :mod:`.estimates`: a value with its standard error and degrees of freedom
+  (:class:`Estimate`, 95 % interval ± t·SE), made over seeds (:func:`over_seeds`,
+  Student-t with k − 1 df) or by :func:`bootstrap` (normal); :func:`differs` (Welch's
+  test); :func:`t_quantile` and :func:`t_cdf` (Student's t without scipy);
 - :mod:`.per_class`: per-class accuracy and diversity with intervals;
 - :mod:`.toy`: 2-D toys: sliced Wasserstein SW₂ to fresh true points or to an
   oracle's exact distribution (:mod:`diffusion_lib.exact.oracle`), with the floor.
@@ -33,7 +35,16 @@ from .digits import (
     matched_real_indices,
     stratified_indices,
 )
-from .estimates import Estimate, bootstrap, differs, over_seeds, wilson_interval
+from .estimates import (
+    Estimate,
+    bootstrap,
+    differs,
+    over_seeds,
+    t_cdf,
+    t_quantile,
+    welch_df,
+    wilson_interval,
+)
 from .frechet import frechet_distance, frechet_distance_from_features, gaussian_stats
 from .kid import kid, polynomial_kernel
 from .toy import (
@@ -74,8 +85,11 @@ __all__ = [
     "random_shift",
     "sliced_wasserstein",
     "stratified_indices",
+    "t_cdf",
+    "t_quantile",
     "toy_floor",
     "toy_quality",
     "train_classifier",
+    "welch_df",
     "wilson_interval",
 ]

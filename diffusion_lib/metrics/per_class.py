@@ -37,6 +37,7 @@ def binomial_estimate(successes: int, n: int) -> Estimate:
     :func:`~diffusion_lib.metrics.estimates.differs`. For the interval of one proportion use
     :func:`~diffusion_lib.metrics.estimates.wilson_interval`: at z = 2, p̃ ± 2·se here is
     the Agresti–Coull interval, which contains Wilson's, and 0 < se even at k = 0 or n.
+    Its df is infinite (a normal interval: n trials, not a handful of seeds).
 
     Args:
         successes: k, 0 ≤ k ≤ n.
@@ -107,7 +108,12 @@ def per_class_diversity(
 
 
 def mean_estimate(estimates: Sequence[Estimate]) -> Estimate:
-    """The mean of independent estimates, with standard error √(Σ se²)/k."""
+    """The mean of independent estimates, with standard error √(Σ se²)/k.
+
+    The result has infinite df (a normal interval), right for bootstrap or binomial
+    inputs (:func:`per_class_diversity`, :func:`binomial_estimate`); not for means over
+    a few seeds, whose k − 1 df it would drop.
+    """
     if not estimates:
         raise ValueError("mean_estimate needs at least one estimate")
     k = len(estimates)

@@ -154,7 +154,8 @@ def oracle_distance(
             with the same labels, the reference with the samples' label mix.
 
     Returns:
-        (SW₂ of the samples, SW₂ floor), each an Estimate over the ``chunks`` chunks.
+        (SW₂ of the samples, SW₂ floor), each an Estimate over the ``chunks`` chunks
+        (:func:`over_seeds`: Student-t with chunks − 1 df, so :func:`differs` is Welch's test).
     """
     check_features(samples, "samples")
     if samples.ndim != 2 or chunks < 2 or samples.shape[0] < 2 * chunks:

@@ -7,7 +7,7 @@
   clipping and thresholding, the step API by timestep;
 - :mod:`.spacing`: which timesteps a run visits;
 - :mod:`.ode`: the probability-flow ODE solvers (Euler, Heun, DPM-Solver++(2M)),
-  DDIM inversion;
+  EDM's stochastic sampler (Heun with churn), DDIM inversion;
 - :mod:`.guidance`: classifier-free guidance;
 - :mod:`.noise`: per-sample seeded noise;
 - :mod:`.checks`: the loop's input checks and its per-step finite check;

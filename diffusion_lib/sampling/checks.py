@@ -35,6 +35,27 @@ def check_steps(steps: object, num_timesteps: int) -> int:
     return int(steps)
 
 
+def check_first_timestep(first: int, num_timesteps: int, steps: int, spacing: str) -> None:
+    """Refuse a plan whose first (noisiest) timestep lies below the middle of [0, T − 1].
+
+    The sampler starts from x_T ~ N(0, I); at a t where ᾱ_t > ᾱ_{(T−1)/2}, x_t is mostly
+    signal, so that start is not a sample of q(x_t) and the output is noise. Only
+    ``"leading"`` with ``steps=1`` (t = 0, for T ≥ 2) gets here: leading's first timestep
+    (n − 1)·⌊T/n⌋ is at least (T − 1)/2 for every n ≥ 2 (write T = qn + r, 0 ≤ r < n:
+    2(n − 1)q − (T − 1) = q(n − 2) − r + 1 ≥ (n − 2) − (n − 1) + 1 = 0), and
+    ``"linspace"``/``"trailing"`` always start at T − 1.
+    """
+    T = int(num_timesteps)
+    if 2 * first < T - 1:
+        why = " (leading's first is (steps − 1)·(T // steps))" if spacing == "leading" else ""
+        raise ValueError(
+            f"steps={steps} with spacing={spacing!r} would start sampling at t = {first}{why}, "
+            f"below the middle of [0, {T - 1}]: there x_t is mostly signal, so starting it "
+            f"from x_T ~ N(0, I) returns noise. Use spacing='trailing' or "
+            f"spacing='linspace' (both start at T − 1 = {T - 1})"
+        )
+
+
 StepNoise = Tensor | Sequence[Tensor] | Callable[[int], Tensor]
 """Per-step noise from outside: one z (B, ...) per step that adds noise, in order,
 as a tensor (S_noisy, B, ...) or a sequence, or a callable ``index -> z``."""
@@ -227,6 +248,7 @@ __all__ = [
     "as_shape",
     "check_choice",
     "check_device",
+    "check_first_timestep",
     "check_steps",
     "noise_source",
 ]

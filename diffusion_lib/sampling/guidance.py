@@ -128,7 +128,13 @@ def check_guidance_options(
     rescale: object, interval: object, num_timesteps: int | None = None
 ) -> tuple[float, tuple[int, int] | None]:
     """φ in [0, 1] and an interval (lo, hi) of original timesteps with lo <= hi (both in
-    [0, T − 1] when ``num_timesteps`` T is given), or errors naming the argument."""
+    [0, T − 1] when ``num_timesteps`` T is given), or errors naming the argument.
+
+    The interval is closed at both ends: guidance applies at lo ≤ t ≤ hi, so a visited
+    timestep equal to lo or hi is guided (``lo == hi`` guides at that one timestep).
+    Kynkäänniemi et al. 2024 define theirs half-open in σ, σ ∈ (σ_lo, σ_hi]; as σ grows
+    with t, theirs is lo < t ≤ hi and differs from ours only at t = lo: to match it, pass
+    (lo + 1, hi)."""
     if isinstance(rescale, bool) or not isinstance(rescale, (int, float, np.integer, np.floating)):
         raise TypeError(f"guidance_rescale must be a number in [0, 1], got {rescale!r}")
     if not 0.0 <= float(rescale) <= 1.0:
@@ -174,7 +180,9 @@ def make_eps_parts_fn(
         guidance_rescale: φ of :func:`rescale_guided`; 0 (default) is plain guidance.
         guidance_interval: (lo, hi): guide only at original timesteps lo ≤ t ≤ hi and use
             the conditional ε(c) elsewhere (Kynkäänniemi et al. 2024); ``None`` guides at
-            every step. Chosen per sample on the device (no host read).
+            every step. Both ends are included (a timestep exactly at lo or hi is guided);
+            the paper's interval, (σ_lo, σ_hi], excludes its low end, so (lo + 1, hi) is
+            the paper's (lo, hi). Chosen per sample on the device (no host read).
         num_timesteps: the model's T; when given, ``guidance_interval`` must lie in
             [0, T − 1].
     """

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -50,8 +51,9 @@ from .checks import (
 from .graph import StepGraph
 from .guidance import CfgMode, EpsParts, make_eps_parts_fn
 from .noise import SampleNoise, resolve_seeds
-from .ode import OdeStep, SigmaSchedule, sigmas_of
+from .ode import OdeStep, OdeWalk, SigmaSchedule, sigmas_of
 from .registry import (
+    NoisyOdeWalk,
     Plan,
     Sampler,
     SamplerKind,
@@ -86,9 +88,11 @@ class SampleStep:
     x_prev: Tensor
     """The output, x_{t−1} = mean + σ z; after the last step, the sample."""
     mean: Tensor | None = None
-    """The step's mean (x_prev before the noise term)."""
+    """The step's mean (x_prev before the noise term); ``None`` for an EDM step that adds
+    noise (its z comes before the model call, so x_prev is not mean + σ z)."""
     sigma: Tensor | None = None
-    """σ of the noise term, broadcastable to x_t; 0 where no noise is added."""
+    """σ of the noise term, broadcastable to x_t; 0 where no noise is added; ``None`` for
+    an EDM step that adds noise."""
     model_output: Tensor | None = None
     """The model's ε̂ as returned (guided ε̃ under guidance), before any re-derivation."""
     eps_cond: Tensor | None = None
@@ -96,7 +100,10 @@ class SampleStep:
     eps_uncond: Tensor | None = None
     """Under guidance, ε(x_t, t, ∅); else ``None``."""
     noise: Tensor | None = None
-    """The z of this step, or ``None`` where none was added."""
+    """The z of this step, or ``None`` where none was added. EDM (``s_churn > 0``): the z
+    of its churn, x̂ = x̃ + S_noise √(σ̂² − σ²) z in the σ-form before the model call at the
+    raised timestep t̂ (``x0``, ``eps`` and the model outputs are those at t̂; ``t`` and
+    ``x_t`` stay the step's own)."""
 
 
 @torch.no_grad()
@@ -114,6 +121,10 @@ def sample_progressive(
     rederive_eps: bool | None = None,
     final_alpha: FinalAlpha | None = None,
     sigma_schedule: SigmaSchedule | None = None,
+    s_churn: float | None = None,
+    s_tmin: float | None = None,
+    s_tmax: float | None = None,
+    s_noise: float | None = None,
     labels: Tensor | Sequence[int] | int | None = None,
     guidance_scale: float | None = None,
     cfg_mode: CfgMode = "batched",
@@ -131,7 +142,7 @@ def sample_progressive(
 ) -> Iterator[SampleStep]:
     """Run the reverse process from x_T ~ N(0, I), yielding every step.
 
-    The sampler options (``spacing`` … ``sigma_schedule``) default to
+    The sampler options (``spacing`` … ``s_noise``) default to
     :class:`~.registry.SamplerSpec`'s defaults; one given for a sampler it does not
     apply to is refused (``ValueError`` naming the samplers it applies to).
     ``sample(model, schedule, shape, **spec.kwargs())`` runs a ``SamplerSpec``.
@@ -144,8 +155,9 @@ def sample_progressive(
         shape: (B, ...) of the batch to generate, e.g. (16, 1, 8, 8).
         sampler: a name of the sampler table (:mod:`.registry`): ``"ddpm"``
             (ancestral), ``"ddim"``, ``"naive_strided"`` (the seed chapter's, for
-            comparison only), or a probability-flow ODE solver (:mod:`.ode`, deterministic):
-            ``"euler"`` (= DDIM η = 0), ``"heun"`` (2 model calls a step), ``"dpmpp_2m"``.
+            comparison only), a probability-flow ODE solver (:mod:`.ode`, deterministic):
+            ``"euler"`` (= DDIM η = 0), ``"heun"`` (2 model calls a step), ``"dpmpp_2m"``,
+            or ``"edm"``: EDM's stochastic sampler, Heun with fresh noise (``s_churn``).
         steps: how many steps to take (1 … T); ``None`` = all T. DDPM and DDIM
             respace the schedule (:func:`~.spacing.sampling_schedule`).
         spacing: which steps to keep when ``steps`` < T: ``"trailing"`` (default;
@@ -161,6 +173,12 @@ def sample_progressive(
             (diffusers' ``set_alpha_to_one``).
         sigma_schedule: ODE solvers: ``"karras"`` (ρ = 7, the default) or
             ``"uniform"`` (the timesteps of ``spacing``); see :func:`~.ode.ode_timesteps`.
+        s_churn: EDM's S_churn >= 0 (default 0 = Heun exactly): before each step with σ in
+            [s_tmin, s_tmax], σ is raised to σ (1 + γ), γ = min(s_churn/N, √2 − 1), by
+            adding fresh per-sample noise; σ̂ is snapped to a training timestep
+            (:func:`~.ode.churn_timesteps`), so a small γ may add none.
+        s_tmin, s_tmax: EDM: the σ range that is churned (default 0 and inf: every step).
+        s_noise: EDM's S_noise > 0, the scale of the fresh noise (default 1).
         labels: an int, or (B,) class labels; ``None`` = unconditional.
         guidance_scale: classifier-free guidance w (finite); ``None`` = no guidance.
         cfg_mode: ``"batched"`` (one 2B call) or ``"two_pass"``.
@@ -169,6 +187,9 @@ def sample_progressive(
         guidance_interval: (lo, hi): guide only at original timesteps in [lo, hi]
             (Kynkäänniemi et al. 2024); elsewhere the conditional ε(c) is used. Both
             ends must lie in [0, T − 1], and the interval must hold a visited timestep.
+            Both ends are included (a visited timestep equal to lo or hi is guided); the
+            paper's interval is half-open, σ ∈ (σ_lo, σ_hi], i.e. lo < t ≤ hi: pass (lo + 1, hi)
+            to match it.
         seed, seeds: per-sample integer seeds (:func:`~.noise.resolve_seeds`):
             sample i gets the same x_T and z whatever the batch.
         x_T: start from this x_T (B, ...) instead of drawing it; it is converted
@@ -180,7 +201,8 @@ def sample_progressive(
             (S_noisy, B, ...), a sequence, or a callable ``index -> z``. DDPM and
             DDIM (η > 0) add noise at every step but the last (S − 1), the
             naive sampler at every step (S), DDIM with ``final_alpha="first"``
-            at every step. With ``x_T`` as well, a run is fully fixed from outside.
+            at every step, EDM at the steps its churn raises (``SampleStep.noise``).
+            With ``x_T`` as well, a run is fully fixed from outside.
         device: where to sample; default and otherwise: the model's device (a
             model's weights and ``device`` must agree).
         progress: show a ``tqdm`` progress bar.
@@ -212,6 +234,10 @@ def sample_progressive(
         rederive_eps=rederive_eps,
         final_alpha=final_alpha,
         sigma_schedule=sigma_schedule,
+        s_churn=s_churn,
+        s_tmin=s_tmin,
+        s_tmax=s_tmax,
+        s_noise=s_noise,
     )
     kind = spec.kind
     if cuda_graph and not kind.graphable:
@@ -252,7 +278,7 @@ def sample_progressive(
     plan = Plan(plan.schedule.to(dev), plan.visit)
     if guidance_interval is not None:
         _check_interval_visited(guidance_interval, plan)
-    noisy = kind.noisy(plan.visit, spec)
+    noisy = kind.noisy(plan, spec)
     noise = SampleNoise(
         resolve_seeds(batch, seed, seeds),
         shape[1:],
@@ -265,8 +291,9 @@ def sample_progressive(
     if kind.prepare is not None:
         kind.prepare(plan.schedule, spec)  # e.g. DDIM's coefficients, before any capture
     if kind.walk is not None:
-        noise.close()  # x_T is all the solvers draw
-        walk = _ode_walk(kind, spec, plan, x, eps_fn, watch)
+        if kind.deterministic:
+            noise.close()  # x_T is all the solvers draw
+        walk = _ode_walk(kind, spec, plan, x, eps_fn, watch, None if kind.deterministic else next_z)
     elif cuda_graph:
         walk = _graphed_walk(
             kind, spec, plan, x, eps_fn, watch, next_z, noisy, _copy_steps or callback is not None
@@ -452,8 +479,14 @@ def _ode_walk(
     x_T: Tensor,
     eps_fn: Callable[[Tensor, Tensor], EpsParts],
     watch: FiniteWatch,
+    next_z: Callable[[int], Tensor] | None = None,
 ) -> Iterator[SampleStep]:
-    """``kind.walk`` (:mod:`.ode`) in the σ-form x̃ = x_t·√(1 + σ²), as :class:`SampleStep` s."""
+    """``kind.walk`` (:mod:`.ode`) in the σ-form x̃ = x_t·√(1 + σ²), as :class:`SampleStep` s.
+
+    A walk that draws noise (``next_z`` given: a sampler with a ``noisy`` rule, EDM) is
+    called as ``walk(x̃, timesteps, σ, denoise, next_z, spec)``; it asks ``next_z`` for the
+    z of exactly the steps the rule marks, in order, so the per-sample seeded stream (or
+    the caller's ``step_noise``) is consumed as by DDPM's steps."""
     assert kind.walk is not None
     sched = plan.schedule
     sig = sigmas_of(sched)
@@ -479,13 +512,21 @@ def _ode_walk(
 
     x_tilde = x_T * (1.0 + float(sig[timesteps[0]]) ** 2) ** 0.5
     zero = torch.zeros((), device=x_T.device)
-    step: OdeStep
-    for step in kind.walk(x_tilde, timesteps, sig, denoise):
+    steps: Iterator[OdeStep]
+    if next_z is None:
+        steps = cast(OdeWalk, kind.walk)(x_tilde, timesteps, sig, denoise)
+    else:
+        steps = cast(NoisyOdeWalk, kind.walk)(x_tilde, timesteps, sig, denoise, next_z, spec)
+    for step in steps:
         i = step.index
         t_next = int(timesteps[i + 1]) if i + 1 < len(timesteps) else None
         x_prev = to_x(step.x_next, t_next)
         out = StepOutput(x_prev=x_prev, x0=step.denoised, eps=step.eps, mean=x_prev, sigma=zero)
-        yield _sample_step(plan, i, step.t, to_x(step.x, step.t), out, step.model_output, None)
+        x_t = to_x(step.x, step.t)
+        result = _sample_step(plan, i, step.t, x_t, out, step.model_output, step.noise)
+        if step.noise is not None:  # the churn's z came before the model call
+            result.mean = result.sigma = None  # x_prev is not mean + σ z
+        yield result
 
 
 def sample(

@@ -3,7 +3,8 @@
 Each sampler is one :class:`SamplerKind` in :data:`SAMPLER_TABLE`: its name, how it
 picks the timesteps it visits (a *plan*), its step function (or, for an ODE solver,
 its walk), the options that apply to it, which steps draw noise, and whether the
-CUDA-graph step can run it. The loop (:mod:`.loop`), the CLI's choices and help, the
+CUDA-graph step can run it. A walk that draws noise (EDM's churn) is also given the noise
+source and the spec. The loop (:mod:`.loop`), the CLI's choices and help, the
 exact moments and every error message read this table; nothing else lists sampler
 names. Adding a sampler is one :func:`register` call plus its step function
 (``tests/test_registry.py`` registers a toy one).
@@ -18,22 +19,30 @@ line naming the option and the samplers it applies to.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
+import numpy as np
 from torch import Tensor
 
 from ..schedule import FINAL_ALPHAS, FinalAlpha, NoiseSchedule, check_eta
 from .checks import check_choice
 from .ode import (
     SIGMA_SCHEDULES,
+    DenoiseFn,
+    NoiseFn,
+    OdeStep,
     OdeWalk,
     SigmaSchedule,
+    churn_timesteps,
     dpmpp_2m_walk,
+    edm_walk,
     euler_walk,
     heun_walk,
     ode_timesteps,
+    sigmas_of,
 )
 from .spacing import SPACINGS, Spacing, naive_strided_timesteps, sampling_schedule
 from .steps import (
@@ -48,7 +57,7 @@ from .steps import (
     step_table,
 )
 
-Sampler = Literal["ddpm", "ddim", "naive_strided", "euler", "heun", "dpmpp_2m"]
+Sampler = Literal["ddpm", "ddim", "naive_strided", "euler", "heun", "dpmpp_2m", "edm"]
 """The built-in samplers, for type checkers; :data:`SAMPLER_TABLE` is the live list."""
 
 OPTIONS: tuple[str, ...] = (
@@ -59,6 +68,10 @@ OPTIONS: tuple[str, ...] = (
     "rederive_eps",
     "final_alpha",
     "sigma_schedule",
+    "s_churn",
+    "s_tmin",
+    "s_tmax",
+    "s_noise",
 )
 """The sampler-specific options of :class:`SamplerSpec` (``sampler`` and ``steps`` apply
 to every sampler)."""
@@ -73,8 +86,8 @@ class Plan(NamedTuple):
     """Step indices into ``schedule``, noisiest first."""
 
 
-def _never(visit: list[int], spec: SamplerSpec) -> list[bool]:
-    return [False] * len(visit)
+def _never(plan: Plan, spec: SamplerSpec) -> list[bool]:
+    return [False] * len(plan.visit)
 
 
 StepFn = Callable[
@@ -83,6 +96,13 @@ StepFn = Callable[
 """``step(schedule, x_t, i, ε̂, z, spec) -> StepOutput``: one step at index ``i`` of the plan's
 schedule (an int, or a (B,) tensor inside a CUDA graph); ``z`` is ``None`` where the
 step draws no noise."""
+
+NoisyOdeWalk = Callable[
+    [Tensor, np.ndarray, np.ndarray, DenoiseFn, NoiseFn, "SamplerSpec"], Iterator[OdeStep]
+]
+"""``walk(x̃_T, timesteps, sigmas, denoise, noise, spec)``: an ODE walk (:data:`~.ode.OdeWalk`)
+that draws noise: ``noise(index)`` gives the z of walk step ``index`` (per-sample seeded, or
+the caller's ``step_noise``), at exactly the steps ``kind.noisy`` marks."""
 
 
 @dataclass(frozen=True)
@@ -98,10 +118,12 @@ class SamplerKind:
     """The options of :data:`OPTIONS` that apply to this sampler."""
     step: StepFn | None = None
     """A discrete step, for samplers that walk the plan one step at a time."""
-    walk: OdeWalk | None = None
-    """An ODE walk (:mod:`.ode`), for the probability-flow ODE solvers."""
-    noisy: Callable[[list[int], SamplerSpec], list[bool]] = _never
-    """Which steps of the plan draw a z (default: none: a deterministic sampler)."""
+    walk: OdeWalk | NoisyOdeWalk | None = None
+    """An ODE walk (:mod:`.ode`), for the probability-flow ODE solvers; a sampler with a
+    ``noisy`` rule gets a :data:`NoisyOdeWalk` (also given the noise and the spec)."""
+    noisy: Callable[[Plan, SamplerSpec], list[bool]] = _never
+    """Which steps of the plan (one bool per ``plan.visit``) draw a z (default: none: a
+    deterministic sampler)."""
     graphable: bool = False
     """Whether ``cuda_graph=True`` can run it (one discrete step, no host reads)."""
     label: Callable[[SamplerSpec], str] | None = None
@@ -122,8 +144,9 @@ class SamplerKind:
 
     @property
     def deterministic(self) -> bool:
-        """No step draws noise whatever the options (x_T is all it draws)."""
-        return self.walk is not None or self.noisy is _never
+        """No step draws noise whatever the options (x_T is all it draws). DDIM and EDM
+        are not (they draw noise for η > 0, s_churn > 0): :attr:`noisy` says where."""
+        return self.noisy is _never
 
 
 SAMPLER_TABLE: dict[str, SamplerKind] = {}
@@ -185,6 +208,49 @@ def _check_bool(name: str) -> Callable[[object], None]:
     return check
 
 
+def _check_number(
+    name: str, valid: str, ok: Callable[[float], bool], allow_inf: bool = False
+) -> Callable[[object], float]:
+    """A check of a real option: ``TypeError`` for a non-number (a bool, a string),
+    ``ValueError`` naming ``valid`` for NaN, ±inf (unless ``allow_inf``) or ``not ok``."""
+
+    def check(value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be {valid}, got {type(value).__name__} {value!r}")
+        number = float(value)
+        if math.isnan(number) or (math.isinf(number) and not allow_inf) or not ok(number):
+            raise ValueError(f"{name} must be {valid}, got {value!r}")
+        return number
+
+    return check
+
+
+_CHURN_CHECKS: dict[str, Callable[[object], float]] = {
+    "s_churn": _check_number(
+        "s_churn",
+        "a finite number >= 0 (EDM's churn: 0 = no fresh noise, i.e. Heun; Karras et al. "
+        "use 0 … 100)",
+        lambda v: v >= 0.0,
+    ),
+    "s_tmin": _check_number(
+        "s_tmin",
+        "a finite number >= 0 (the smallest σ that EDM churns; 0 = from the start)",
+        lambda v: v >= 0.0,
+    ),
+    "s_tmax": _check_number(
+        "s_tmax",
+        "a number >= 0 or inf (the largest σ that EDM churns; inf = no limit)",
+        lambda v: v >= 0.0,
+        allow_inf=True,
+    ),
+    "s_noise": _check_number(
+        "s_noise",
+        "a finite number > 0 (the scale of EDM's fresh noise: 1 exact, Karras et al. "
+        "use 1.003 … 1.007)",
+        lambda v: v > 0.0,
+    ),
+}
+
 _CHECKS: dict[str, Callable[[Any], object]] = {
     "spacing": lambda v: check_choice("spacing", v, SPACINGS),
     "variance": lambda v: check_choice("variance", v, VARIANCES),
@@ -193,6 +259,7 @@ _CHECKS: dict[str, Callable[[Any], object]] = {
     "rederive_eps": _check_bool("rederive_eps"),
     "final_alpha": lambda v: check_choice("final_alpha", v, FINAL_ALPHAS),
     "sigma_schedule": lambda v: check_choice("sigma_schedule", v, SIGMA_SCHEDULES),
+    **_CHURN_CHECKS,
 }
 """The check of each option's value, on its own (``ValueError``/``TypeError`` naming it)."""
 
@@ -216,6 +283,10 @@ class SamplerSpec:
         rederive_eps: use the ε̂ consistent with the processed x̂0 (DDIM, ODE solvers).
         final_alpha: DDIM's ᾱ_prev of the last step, ``"one"`` or ``"first"``.
         sigma_schedule: the ODE solvers' timesteps, ``"karras"`` or ``"uniform"``.
+        s_churn: EDM's S_churn >= 0: each step's σ is raised by γ = min(S_churn/N, √2 − 1)
+            (N steps) with fresh noise before its Heun step; 0 (default) = Heun.
+        s_tmin, s_tmax: EDM churns only steps with σ in [s_tmin, s_tmax] (0, inf).
+        s_noise: EDM's S_noise > 0, the scale of its fresh noise (1).
     """
 
     sampler: str = "ddpm"
@@ -227,6 +298,10 @@ class SamplerSpec:
     rederive_eps: bool = True
     final_alpha: FinalAlpha = "one"
     sigma_schedule: SigmaSchedule = "karras"
+    s_churn: float = 0.0
+    s_tmin: float = 0.0
+    s_tmax: float = math.inf
+    s_noise: float = 1.0
 
     def __post_init__(self) -> None:
         kind = sampler_kind(self.sampler)
@@ -239,8 +314,15 @@ class SamplerSpec:
         for option, check in _CHECKS.items():
             check(getattr(self, option))
         object.__setattr__(self, "eta", check_eta(self.eta))
+        for option, to_float in _CHURN_CHECKS.items():
+            object.__setattr__(self, option, to_float(getattr(self, option)))
         changed = {o: v for o, v in self.options().items() if v != _DEFAULTS[o]}
         refuse_options(kind.name, changed)
+        if self.s_tmin > self.s_tmax:
+            raise ValueError(
+                f"s_tmin ({self.s_tmin:g}) must be <= s_tmax ({self.s_tmax:g}): EDM churns the "
+                "steps with σ in [s_tmin, s_tmax]"
+            )
 
     @classmethod
     def from_kwargs(cls, sampler: str = "ddpm", **given: Any) -> SamplerSpec:
@@ -309,18 +391,41 @@ def ode_plan(schedule: NoiseSchedule, spec: SamplerSpec) -> Plan:
     return Plan(schedule, visit.tolist())
 
 
-def _all_but_last(visit: list[int], spec: SamplerSpec) -> list[bool]:
-    return [i > 0 for i in visit]
+def _all_but_last(plan: Plan, spec: SamplerSpec) -> list[bool]:
+    return [i > 0 for i in plan.visit]
 
 
-def _ddim_noisy(visit: list[int], spec: SamplerSpec) -> list[bool]:
+def _ddim_noisy(plan: Plan, spec: SamplerSpec) -> list[bool]:
     if spec.eta == 0.0:
-        return [False] * len(visit)
-    return [i > 0 or spec.final_alpha == "first" for i in visit]
+        return [False] * len(plan.visit)
+    return [i > 0 or spec.final_alpha == "first" for i in plan.visit]
 
 
-def _every(visit: list[int], spec: SamplerSpec) -> list[bool]:
-    return [True] * len(visit)
+def _every(plan: Plan, spec: SamplerSpec) -> list[bool]:
+    return [True] * len(plan.visit)
+
+
+def _churn(plan: Plan, spec: SamplerSpec) -> np.ndarray:
+    """EDM's raised timestep t̂ of every step of an ODE plan (:func:`~.ode.churn_timesteps`)."""
+    sig = sigmas_of(plan.schedule)
+    return churn_timesteps(np.asarray(plan.visit), sig, spec.s_churn, spec.s_tmin, spec.s_tmax)
+
+
+def _edm_noisy(plan: Plan, spec: SamplerSpec) -> list[bool]:
+    """EDM draws a z where the churn raises the timestep (none at s_churn = 0)."""
+    return (_churn(plan, spec) != np.asarray(plan.visit)).tolist()
+
+
+def _edm(
+    x_tilde: Tensor,
+    timesteps: np.ndarray,
+    sigmas: np.ndarray,
+    denoise: DenoiseFn,
+    noise: NoiseFn,
+    spec: SamplerSpec,
+) -> Iterator[OdeStep]:
+    churn = churn_timesteps(timesteps, sigmas, spec.s_churn, spec.s_tmin, spec.s_tmax)
+    return edm_walk(x_tilde, timesteps, sigmas, denoise, noise, churn=churn, s_noise=spec.s_noise)
 
 
 # ------------------------------------------------------------------ the built-in steps
@@ -435,7 +540,8 @@ register(
 register(
     SamplerKind(
         "heun",
-        "probability-flow ODE, Heun (EDM; 2 model calls a step)",
+        "probability-flow ODE, Heun (EDM; 2 model calls a step, 1 on the last and "
+        "on a step across a σ ratio > 100)",
         ode_plan,
         _ODE_OPTIONS,
         walk=heun_walk,
@@ -450,6 +556,17 @@ register(
         _ODE_OPTIONS,
         walk=dpmpp_2m_walk,
         label=lambda spec: "DPM-Solver++(2M)",
+    )
+)
+register(
+    SamplerKind(
+        "edm",
+        "EDM stochastic sampler (Karras 2022 Alg. 2): Heun with churn",
+        ode_plan,
+        _ODE_OPTIONS | {"s_churn", "s_tmin", "s_tmax", "s_noise"},
+        walk=_edm,
+        noisy=_edm_noisy,
+        label=lambda spec: f"EDM S_churn={spec.s_churn:g}",
     )
 )
 
@@ -505,7 +622,8 @@ def samplers_help() -> str:
 
 
 def ode_samplers() -> tuple[str, ...]:
-    """The samplers that integrate the probability-flow ODE (an ODE walk, no noise)."""
+    """The samplers that walk the probability-flow ODE in the σ-form (an ODE walk). They
+    draw no noise, except EDM's with s_churn > 0 (at its default 0 it is Heun)."""
     return tuple(k.name for k in SAMPLER_TABLE.values() if k.walk is not None)
 
 
@@ -518,6 +636,7 @@ __all__ = [
     "OPTIONS",
     "RECOMMENDED",
     "SAMPLER_TABLE",
+    "NoisyOdeWalk",
     "Plan",
     "Sampler",
     "SamplerKind",
