@@ -70,7 +70,7 @@ def settings(model: str) -> list[SamplerSetting]:
     grid.append(SamplerSetting("ddim", 1000, spacing="leading"))
     for steps in STEPS:
         grid += [
-            SamplerSetting("naive_strided", steps, spacing="leading"),
+            SamplerSetting("naive_strided", steps),  # its own stride (leading-like)
             SamplerSetting("ddpm", steps, spacing="leading"),
             SamplerSetting("ddpm", steps, spacing="leading", variance="beta"),
             SamplerSetting("ddim", steps, spacing="leading", eta=0.0),

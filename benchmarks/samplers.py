@@ -48,7 +48,7 @@ def _ode(sampler: str, steps: int, sigmas: str, label: str) -> SamplerSetting:
 
 
 SETTINGS = [
-    SamplerSetting("ddpm", 1000, label="DDPM σ²=β̃"),
+    SamplerSetting("ddpm", 1000, spacing="leading", label="DDPM σ²=β̃"),  # all t: any spacing
     SamplerSetting("ddim", 50, spacing="leading", label="DDIM η=0 (leading)"),
     SamplerSetting("ddim", 50, spacing="trailing", label="DDIM η=0"),
     SamplerSetting("ddim", 50, spacing="trailing", eta=0.5, label="DDIM η=0.5"),

@@ -85,9 +85,9 @@ class CommittedSeeds:
         stderr and a note in :attr:`mismatches` when not."""
         for key in _COMPARED:
             a, b = stored.get(key), fresh.get(key)
-            if a is None and b is None:
+            if a is None:  # a column the committed table did not measure
                 continue
-            if a is None or b is None or not math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9):
+            if b is None or not math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9):
                 note = (
                     f"{label}: seed {seed} {key} was {a!r} in the committed table, measured "
                     f"again {b!r}: measuring every seed of this row again"
@@ -115,7 +115,12 @@ def measure_row(
     out: list[dict[str, Any] | None] = [None] * len(seeds)
     if first is not None:
         out[first] = measure(seeds[first])
-        if not reuse.agrees(label, seeds[first], stored[first], out[first]):  # type: ignore[union-attr]
+        if reuse.agrees(label, seeds[first], stored[first], out[first]):  # type: ignore[union-attr]
+            # a column the committed row lacks is left out of the fresh seed too, so the
+            # row's columns are those of all its seeds
+            missing = [k for k in _PER_SEED if stored[first].get(k) is None]  # type: ignore[union-attr]
+            out[first] = {k: (None if k in missing else v) for k, v in out[first].items()}
+        else:
             stored = [None] * len(seeds)
     reused = []
     for i, s in enumerate(seeds):

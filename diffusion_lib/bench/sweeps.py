@@ -154,16 +154,11 @@ def seed_estimate(row: dict[str, Any], key: str = "fd") -> Estimate:
     return Estimate(row[key], row[f"{key}_se"], k, df=row.get(f"{key}_df", k - 1))
 
 
-def _identity(base: dict[str, Any], name: str) -> dict[str, Any]:
-    """What identifies a stored row of a setting: its name, the five fields every table
-    row has always stored, and any other field of the setting that is not its default
-    (a row stored before a field existed counts as having the default)."""
-    defaults = SamplerSpec()
-    always = ("sampler", "steps", "spacing", "eta", "variance")
-    return dict(
-        {k: v for k, v in base.items() if k in always or v != json_safe(getattr(defaults, k))},
-        name=name,
-    )
+def _identity(setting: SamplerSetting) -> dict[str, Any]:
+    """What identifies a stored row of a setting: its name and ``sample()``'s keyword
+    arguments for it (sampler, steps, the options that apply to the sampler, ``extra``);
+    a row stored before an option existed counts as having its default."""
+    return dict({k: json_safe(v) for k, v in setting.kwargs().items()}, name=setting.name)
 
 
 def paired_difference(row: dict[str, Any], ref: dict[str, Any], key: str = "fd") -> Estimate:
@@ -249,7 +244,7 @@ def sampler_grid(
                 ),
             )
 
-        match = _identity(base, setting.name)
+        match = _identity(setting)
         measured, reused = measure_row(setting.name, seeds, measure, reuse, match)
         per_seed = [
             dict(base, name=setting.name, n=n, seed=s, **m)
