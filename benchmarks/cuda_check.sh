@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CUDA checks, for the lent GPU machine (see the README's "Speed" section).
+# The CUDA checks, for the lent GPU machine (see docs/speed.md).
 # Writes everything under $OUT (default ./build/cuda-check):
 #   pytest.txt             every test, the CUDA ones included (tests/test_fast_paths.py)
 #   cuda-<card>.{md,json}  python -m diffusion_lib bench (200 of 1000 steps timed, batch 64 and 1024),

@@ -1,7 +1,7 @@
 """The sampler's hot path, counted: the aten operators of one eager DDPM and DDIM step.
 
 A step of the shipped 8×8 UNet on a GPU is bound by kernel launches, so every operator the
-sampler adds to a step costs time there (README, "Speed"). These tests pin the sampler's
+sampler adds to a step costs time there (docs/speed.md). These tests pin the sampler's
 own operators per step (a model that returns a cached zero tensor adds none) to exact
 numbers: counted, not timed, so they are deterministic on any machine.
 """

@@ -78,7 +78,7 @@ TARGETS = {
     "cuda_s_per_1000_steps_max": {64: 0.25, 1024: 0.5},
     "generation_memory_ratio_max": 1.10,
 }
-"""The speed targets of the project (README, "Speed"), checked in the Markdown summary (a
+"""The speed targets of the project (docs/speed.md), checked in the Markdown summary (a
 benchmark, not a test)."""
 
 

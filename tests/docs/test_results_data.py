@@ -3,7 +3,7 @@
 Notebooks 04-06 read ``diffusion_lib/results/*.json`` through ``diffusion_lib.bench.sweeps``
 (``read_results``, ``RESULTS_DIR``), so they work from an installed wheel in an empty folder
 (Colab). That folder is the only copy: every writer (``python -m diffusion_lib bench``,
-``benchmarks/*.py --publish``) writes there and the README links there.
+``benchmarks/*.py --publish``) writes there and docs/measured.md and docs/speed.md link there.
 """
 
 from __future__ import annotations
