@@ -13,9 +13,7 @@
 # 2. jump straight to any x_t with `q_sample`, x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε, and check it
 #    against the step-by-step chain;
 # 3. compare the linear, cosine and sigmoid schedules and explain why cosine keeps more
-#    signal early;
-# 4. explain why the sampler's arithmetic must stay in float32 even when the model runs
-#    in half precision.
+#    signal early.
 #
 # Every formula below is checked by an `assert` against `diffusion_lib`, the library
 # all notebooks share.
@@ -261,9 +259,10 @@ for t, (m, v) in checkpoints.items():
 # the way in, half the signal's variance is gone, and the last few hundred steps are spent
 # on inputs that are almost pure noise. Cosine makes ᾱ fall almost linearly through the
 # middle and spends fewer steps near zero SNR, so more steps see a recognisable image.
-# (It is *not* uniform in log SNR: log SNR = −2 log tan(π/2 · (t/T + s)/(1 + s)) changes
-# slowly in the middle and fast at both ends; the log-SNR panel above shows it.) (On small 8×8 images that matters even more:
-# there is little spatial redundancy, so a little noise already hides the digit.)
+# It is *not* uniform in log SNR: log SNR = −2 log tan(π/2 · (t/T + s)/(1 + s)) changes
+# slowly in the middle and fast at both ends, as the log-SNR panel above shows. On small
+# 8×8 images the early steps matter even more: there is little spatial redundancy, so a
+# little noise already hides the digit.
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 3))
@@ -281,83 +280,9 @@ assert share_cos > share_lin
 assert cos_a[250] > lin_a[250]
 
 # %% [markdown]
-# ## 6. Why the sampler's arithmetic stays in float32
+# *Half precision:* why the sampler's arithmetic stays in float32 when the network runs in
+# half precision is measured in notebook 02 (section 5), on the sampling loop you write there.
 #
-# *This is the series' one section on sampler precision; notebook 06 (speed, bf16/fp16
-# networks) refers back here.*
-#
-# Half precision is tempting: half the memory, faster matrix units. But "the sampler in
-# fp16" has to be *measured* on a whole run, not argued from one quantity at one t. Below,
-# the chapter's DDPM loop (σ² = β, in its ε-form and in its x̂0-clip form) runs all 1000
-# steps for data N(0.3, 0.2²) with the exact ε̂ (so any error is the arithmetic's), on the
-# same x_T and the same noise, four ways:
-#
-# - **fp32**: the reference;
-# - **bf16 ε̂, fp32 sampler**: what this library does with a bf16 network (notebook 06):
-#   ε̂ rounded to bf16, every sampler operation in fp32;
-# - **fp16 sampler**: every operation in fp16, the schedule's constants computed in
-#   float64 and then rounded to fp16;
-# - **fp16 schedule too**: ᾱ itself stored in fp16 and everything derived from it in fp16.
-#
-# Each row reports the share of samples that came out NaN/inf, and the mean and sd of the
-# rest (the data's are 0.3 and 0.2). The four runs share their noise, so "paired Δ mean"
-# (the mean of x − x_fp32 over the 20,000 samples) isolates the arithmetic.
-
-# %%
-# the chapter's loop with every operation in one dtype (source: diffusion_lib/lessons/precision.py)
-from diffusion_lib.lessons.precision import chapter_loop_in_dtype, precision_summary
-
-# the four ways: (sampler dtype, ε̂ dtype, dtype ᾱ is stored in)
-half, bf16, f32 = torch.float16, torch.bfloat16, torch.float32
-ways = {"fp32": (f32, f32, torch.float64), "bf16 ε̂, fp32 sampler": (f32, bf16, torch.float64),
-        "fp16 sampler": (half, half, torch.float64), "fp16 schedule too": (half, half, half)}
-
-# %%
-fp = {}
-print(f"{'schedule':8s} {'form':5s} {'arithmetic':22s} {'NaN/inf':>8s} {'mean':>7s} {'sd':>7s}"
-      f" {'paired Δ mean':>14s}")
-for name in ["linear", "cosine"]:
-    for form in ["ε", "clip"]:
-        ref = chapter_loop_in_dtype(schedules[name], 20_000, f32, f32, form == "clip")
-        for way, (dtype, eps_dtype, sched_dtype) in ways.items():
-            x = chapter_loop_in_dtype(schedules[name], 20_000, dtype, eps_dtype, form == "clip",
-                                      sched_dtype)
-            fp[name, form, way] = precision_summary(x, ref)
-            print(f"{name:8s} {form:5s} {way:22s} {fp[name, form, way][0]:8.1%} "
-                  + "{:7.3f} {:7.3f} {:+14.4f}".format(*fp[name, form, way][1:]))
-
-# %%
-for name in ["linear", "cosine"]:
-    sch = schedules[name]
-    print(f"{name:7s} at t = T−1: 1/√ᾱ = {sch.sqrt_recip_alphas_cumprod[-1].item():8.3g}, "
-          f"coef1 = {sch.posterior_mean_coef1[-1].item():.2g}; fp16 max = "
-          f"{torch.finfo(torch.float16).max:.0f}")
-for name in ["linear", "cosine"]:
-    for form in ["ε", "clip"]:
-        nan_share, mean, sd, delta = fp[name, form, "bf16 ε̂, fp32 sampler"]
-        assert nan_share == 0 and abs(delta) < 1e-4 and abs(sd - 0.2) < 0.005
-        assert fp[name, form, "fp32"][0] == 0
-        assert fp[name, form, "fp16 schedule too"][0] == 1.0  # every sample NaN
-assert abs(fp["cosine", "ε", "fp16 sampler"][3]) > 10 * abs(fp["linear", "clip", "fp16 sampler"][3])
-
-# %% [markdown]
-# What the table says:
-#
-# - **A bf16 network with an fp32 sampler is indistinguishable from fp32** end to end (paired
-#   Δ mean below 10⁻⁴ in every row), although bf16 rounds ε̂ to ~3 digits. The x̂0 of one
-#   step at t = T − 1 can be far off (forming x̂0 multiplies ε̂'s rounding by up to 1/√ᾱ,
-#   2·10⁴ on the cosine schedule), but the step then multiplies x̂0 by coef1, 0.00013
-#   (linear) or 0.0016 (cosine): it washes out.
-# - **An fp16 sampler with float64-derived constants mostly works but drifts**: its
-#   samples' mean and sd move (the ε-form on the cosine schedule is the worst row), and on
-#   the cosine clip form a few samples overflow (|x_t| · 2·10⁴ > 65 504).
-# - **fp16 all the way down fails completely**: ᾱ near 1 at the first steps rounds to 1, so
-#   1 − ᾱ = 0 and the posterior coefficients are 0/0; every sample is NaN.
-#
-# So the *network* may run in bf16 (or fp16 on a GPU, notebook 06), and the sampler's
-# arithmetic stays in float32: `diffusion_lib` casts ε̂ to float32 before every step.
-
-# %% [markdown]
 # ## Exercises
 #
 # Each exercise has a solution cell below it (collapsed in JupyterLab; click to expand).
@@ -420,7 +345,7 @@ assert short.alphas_cumprod[-1] < 1e-3 < unscaled_end
 # - `q_sample` jumps to any t in one step; its moments and the step-by-step chain agree, and
 #   for a 1-D mixture the exact marginal p_t matches a histogram of noised samples at every t.
 # - The linear schedule destroys most of the signal early; cosine keeps it longer.
-# - 1/√ᾱ reaches ~157 (linear) and ~2·10⁴ (cosine) at the last step: keep sampler maths
-#   in float32.
+# - Why the sampler's arithmetic stays in float32 when the network runs in half precision
+#   is measured in notebook 02 (section 5), on the sampling loop you write there.
 #
 # **Next:** 02 · the reverse step, where a trained model predicts ε̂ and we walk back.

@@ -8,12 +8,15 @@
   :func:`plot_density_over_time`: the marginal p_t of a 1-D distribution over t, exact
   (from an oracle) and measured (a histogram of forward-noised samples);
 - :func:`x0_histograms`: where the values of x̂0 lie at several t, with the data range ±1;
-- :func:`data_frame`: axis limits framed to a point cloud.
+- :func:`data_frame`: axis limits framed to a point cloud;
+- :func:`register_matplotlib_fonts`: run on import, so that a stale font cache does not
+  print ``findfont`` warnings under every log-scale figure.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +29,9 @@ from ..schedule import NoiseSchedule
 from .widgets import IMAGE_ROWS, Frames, draw_image_frame, draw_points_frame
 
 with extra("lessons"):
+    import matplotlib
     import matplotlib.pyplot as plt
+    from matplotlib import font_manager
     from matplotlib.colors import PowerNorm
 
 __all__ = [
@@ -36,10 +41,36 @@ __all__ = [
     "noised_density_over_time",
     "plot_density_over_time",
     "plot_paths",
+    "register_matplotlib_fonts",
     "sample_paths",
     "sheet_indices",
     "x0_histograms",
 ]
+
+
+def register_matplotlib_fonts() -> list[str]:
+    """Make the fonts matplotlib ships (STIX, Computer Modern, DejaVu) findable again.
+
+    Mathtext, which draws every log-scale tick label such as 10², looks up all of them
+    (its DejaVu fontset falls back to STIX and Computer Modern glyphs). A font cache
+    (``fontlist-*.json`` in matplotlib's cache folder) written while matplotlib's own font
+    folder was missing lists only the system's fonts; every lookup then logs "findfont:
+    Font family ['STIXGeneral'] not found", 21 lines under the first such figure of a
+    process. This adds the shipped files the font manager does not know (cheap; nothing
+    when the cache is sound) and is run when this module is imported.
+
+    Returns:
+        the file names added ([] when the cache already knew them all).
+    """
+    known = {Path(font.fname).name for font in font_manager.fontManager.ttflist}
+    folder = Path(matplotlib.get_data_path(), "fonts", "ttf")
+    added = [p for p in sorted(folder.glob("*.ttf")) if p.name not in known]
+    for path in added:
+        font_manager.fontManager.addfont(str(path))  # also forgets cached lookups
+    return [p.name for p in added]
+
+
+register_matplotlib_fonts()
 
 
 def sheet_indices(frames: Frames, n_frames: int) -> list[int]:

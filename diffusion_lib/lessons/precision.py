@@ -1,23 +1,28 @@
-"""The seed chapter's DDPM loop with every operation in a chosen dtype (notebook 01 §6).
+"""A DDPM loop with every operation in a chosen dtype (notebook 02, "half precision").
 
 The library's own sampler always keeps its arithmetic in float32 (:mod:`diffusion_lib.speed`
-wraps a half-precision network so ε̂ comes back as float32). To *show* why, this module runs
-the chapter's loop (σ² = β, its ε-form or its clip form) end to end with the sampler's
-arithmetic in fp16 or fp32, on Gaussian data N(μ, s²) with the exact ε̂, so every error is
-the arithmetic's. Runs with the same ``seed`` share x_T and every z, so the paired
-difference of two runs isolates the arithmetic.
+wraps a half-precision network so ε̂ comes back as float32). To *show* why:
+
+- :func:`schedule_in_dtype` hands any loop that reads a schedule's tensors (the learner's
+  loop of notebook 02) those tensors in fp16, bf16 or fp32, so the loop's arithmetic runs
+  in that dtype;
+- :func:`chapter_loop_in_dtype` runs the chapter's loop (σ² = β, its ε-form or its clip
+  form) end to end in a dtype, on Gaussian data N(μ, s²) with the exact ε̂, so every error
+  is the arithmetic's. Runs with the same ``seed`` share x_T and every z, so the paired
+  difference of two runs isolates the arithmetic.
 """
 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import torch
 from torch import Tensor
 
 from ..schedule import NoiseSchedule
 
-__all__ = ["chapter_loop_in_dtype", "precision_summary"]
+__all__ = ["chapter_loop_in_dtype", "precision_summary", "schedule_in_dtype"]
 
 
 def _constants(schedule: NoiseSchedule, schedule_dtype: torch.dtype) -> dict[str, Tensor]:
@@ -31,6 +36,39 @@ def _constants(schedule: NoiseSchedule, schedule_dtype: torch.dtype) -> dict[str
         "coef2": (1 - a_prev) * (1 - beta).sqrt() / (1 - a),
         "1/√α": (1 - beta).rsqrt(), "β/√(1−ᾱ)": beta / (1 - a).sqrt(), "σ": beta.sqrt(),
     }  # fmt: skip
+
+
+def schedule_in_dtype(
+    schedule: NoiseSchedule, dtype: torch.dtype, alpha_bar_dtype: torch.dtype = torch.float64
+) -> SimpleNamespace:
+    """The tensors a DDPM loop reads from ``schedule``, every one in ``dtype``.
+
+    ᾱ is first stored in ``alpha_bar_dtype`` and everything else is derived from it in that
+    dtype, then rounded to ``dtype``: float64 (the default) gives the schedule's exact
+    values rounded once, float16 what a schedule kept in half precision computes.
+
+    Returns:
+        a namespace with the :class:`~diffusion_lib.schedule.NoiseSchedule` names ``betas``,
+        ``alphas``, ``alphas_cumprod``, ``sqrt_alphas_cumprod``,
+        ``sqrt_one_minus_alphas_cumprod``, ``posterior_variance``, ``posterior_mean_coef1``,
+        ``posterior_mean_coef2`` (each (T,) in ``dtype``), and ``num_steps`` and
+        ``timesteps`` as the schedule has them.
+    """
+    a = torch.tensor(schedule.alphas_cumprod_f64).to(alpha_bar_dtype)  # ᾱ_t, (T,)
+    a_prev = torch.cat([torch.ones(1, dtype=a.dtype), a[:-1]])  # ᾱ_{t−1}
+    beta = 1 - a / a_prev
+    derived = {
+        "betas": beta, "alphas": 1 - beta, "alphas_cumprod": a,
+        "sqrt_alphas_cumprod": a.sqrt(), "sqrt_one_minus_alphas_cumprod": (1 - a).sqrt(),
+        "posterior_variance": beta * (1 - a_prev) / (1 - a),
+        "posterior_mean_coef1": beta * a_prev.sqrt() / (1 - a),
+        "posterior_mean_coef2": (1 - a_prev) * (1 - beta).sqrt() / (1 - a),
+    }  # fmt: skip
+    return SimpleNamespace(
+        num_steps=schedule.num_steps,
+        timesteps=schedule.timesteps.cpu(),
+        **{name: value.to(dtype) for name, value in derived.items()},
+    )
 
 
 @torch.no_grad()
