@@ -17,7 +17,7 @@ import tomllib
 from diffusion_lib.bench.tables import RESULTS_DIR, read_results
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOK_TABLES = ["cpu", "fewer_steps", "guidance"]
+NOTEBOOK_TABLES = ["cpu", "fewer_steps", "guidance", "samplers", "guided_limits"]
 
 
 def test_results_live_in_the_package():
