@@ -149,3 +149,20 @@ def test_chapter_loop_fp32_is_right_and_fp16_all_the_way_fails():
         SCHEDULE, 100, torch.float16, torch.float16, clip=False, schedule_dtype=torch.float16
     )
     assert precision_summary(broken, ref[:100])[0] == 1.0
+
+
+def test_register_matplotlib_fonts_repairs_a_stale_cache(monkeypatch):
+    """A font cache without matplotlib's own fonts: they are added back, once."""
+    from matplotlib import font_manager
+
+    from diffusion_lib.lessons.plots import register_matplotlib_fonts
+
+    fm = font_manager.fontManager
+    stale = [f for f in fm.ttflist if "/mpl-data/" not in f.fname.replace("\\", "/")]
+    monkeypatch.setattr(fm, "ttflist", stale)
+    added = register_matplotlib_fonts()
+    assert {"STIXGeneral.ttf", "cmr10.ttf", "DejaVuSansDisplay.ttf"} <= set(added)
+    assert font_manager.findfont("STIXGeneral", fallback_to_default=False).endswith(
+        "STIXGeneral.ttf"
+    )
+    assert register_matplotlib_fonts() == []

@@ -17,6 +17,8 @@ from ..schedule import NoiseSchedule
 with extra("lessons"):
     import matplotlib.pyplot as plt
 
+from . import plots  # noqa: F401  (repairs a stale font cache on import: no findfont warnings)
+
 SCHEDULE_QUANTITIES = {
     "betas": "β_t",
     "alphas_cumprod": "ᾱ_t",
