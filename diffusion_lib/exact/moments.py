@@ -28,9 +28,16 @@ Samplers (matching :func:`diffusion_lib.sampling.sample_progressive`):
 The true reverse transition for Gaussian data is itself Gaussian with variance
 β̃_t + coef1_t² Var[x_0 | x_t] (Bao et al. 2022, Analytic-DPM, with
 Var[x_0 | x_t] = s² (1 − ᾱ_t)/v_t, the same for every x_t). ``"analytic"`` uses
-it, at every step including the last (where it is Var[x_0 | x_{t_0}]); it is
-then exact at any step count, up to the start x_T ~ N(0, 1) differing from the
-true marginal at the first visited step.
+it, by default at every step including the last (where it is
+Var[x_0 | x_{t_0}]); it is then exact at any step count, up to the start
+x_T ~ N(0, 1) differing from the true marginal at the first visited step.
+``last_step_noise`` overrides the last step for any DDPM variance:
+``last_step_noise=False`` puts ``"analytic"`` on the footing of β and β̃ (and
+of :func:`sample`), which add none there. With few trailing steps the last
+step is a big jump, and dropping its Var[x_0 | x_{t_0}] costs more than the
+per-step choice of σ²: data sd 0.2, linear schedule, trailing spacing, sd
+0.102 / 0.164 / 0.187 / 0.195 at 10 / 25 / 50 / 100 steps (σ² = β: 0.155 /
+0.210 / 0.212 / 0.208), pinned in ``tests/test_moments_last_step.py``.
 
 Worked numbers (linear schedule, leading spacing, pinned in ``tests/test_oracle.py``):
 
@@ -121,6 +128,7 @@ def exact_moments(
     eta: float = 0.0,
     mean: Scalar = 0.0,
     std: Scalar = 1.0,
+    last_step_noise: bool | None = None,
 ) -> tuple[Scalar, Scalar]:
     """The exact mean and sd of ``sample(GaussianOracle(schedule, mean, std), schedule, …)``.
 
@@ -136,6 +144,10 @@ def exact_moments(
         eta: DDIM's η ≥ 0 (η > 1 is computed, with 1 − ᾱ_prev − σ² clamped at 0
             like the step; :func:`sample` may accept only [0, 1]).
         mean, std: μ and s of the data, floats or arrays (elementwise).
+        last_step_noise: DDPM only: whether the last step (to x_0) adds its σ² z.
+            ``None``: as each variance's default, none for ``"beta"`` and
+            ``"beta_tilde"`` (as :func:`sample`), Var[x_0 | x_{t_0}] for
+            ``"analytic"``.
 
     Returns:
         (mean, sd) of the output x_0, float64, shaped like ``broadcast(mean, std)``
@@ -151,6 +163,10 @@ def exact_moments(
         raise ValueError(f"eta only applies to sampler='ddim', got eta={eta} with {sampler!r}")
     if variance == "analytic" and sampler != "ddpm":
         raise ValueError("variance='analytic' applies to sampler='ddpm' only")
+    if last_step_noise is not None and sampler != "ddpm":
+        raise ValueError(f"last_step_noise applies to sampler='ddpm' only, got {sampler!r}")
+    if last_step_noise is None:
+        last_step_noise = variance == "analytic"
     mu = np.asarray(mean, dtype=np.float64)
     var = np.asarray(std, dtype=np.float64) ** 2
     if np.any(var <= 0):
@@ -183,12 +199,12 @@ def exact_moments(
             coef1 = beta[i] * np.sqrt(a_prev[i]) / (1.0 - a_bar[i])
             coef2 = (1.0 - a_prev[i]) * np.sqrt(1.0 - beta[i]) / (1.0 - a_bar[i])
             k, c = coef1 * gain + coef2, coef1 * const
-            # 3. σ²: β, β̃ (none at the last step) or Analytic-DPM's (at every step)
+            # 3. σ²: β, β̃ or Analytic-DPM's; at the last step only if last_step_noise
             beta_tilde = beta[i] * (1.0 - a_prev[i]) / (1.0 - a_bar[i])
-            if variance == "analytic":
-                noise = beta_tilde + coef1**2 * post_var
-            elif i == 0:
+            if i == 0 and not last_step_noise:
                 noise = 0.0
+            elif variance == "analytic":
+                noise = beta_tilde + coef1**2 * post_var
             else:
                 noise = beta[i] if variance == "beta" else beta_tilde
         else:
