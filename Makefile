@@ -56,7 +56,7 @@ test: lint chromium
 colab-check: setup
 	OMP_NUM_THREADS=1 TORCH_PIN=$(TORCH_PIN) $(PY) tools/colab_check.py --python $(PYTHON) $(NB)
 
-# Re-execute every notebook from its .py twin and store the outputs (fixed seeds).
+# Re-execute every notebook from its py:percent twin (notebooks/py/) and store the outputs (fixed seeds).
 notebooks: setup
 	$(PY) tools/notebooks.py header
 	$(PY) tools/notebooks.py build

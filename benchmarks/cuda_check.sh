@@ -88,9 +88,9 @@ fi
 
 # 3. every notebook on CUDA, timed (on the 2-core CPU VM, one thread: 5, 52, 48, 13, 18, 35 s)
 if part notebooks; then
-  for nb in notebooks/0*.py; do
+  for nb in notebooks/py/0*.py; do
     start=$(date +%s%N)
-    (cd notebooks && timeout 120 "$PY" "$(basename "$nb")" >/dev/null 2>"$OUT/nb.err")
+    (cd notebooks && timeout 120 "$PY" "py/$(basename "$nb")" >/dev/null 2>"$OUT/nb.err")
     code=$?
     ms=$(( ($(date +%s%N) - start) / 1000000 ))
     echo "$(basename "$nb") exit $code ${ms} ms" | tee -a "$OUT/notebooks.txt"

@@ -174,9 +174,9 @@ def render(payload: dict[str, Any]) -> str:
         "leading spacing DDPM's step t = T/steps → 0 adds noise σ z that its last, "
         "near-identity step never removes: σ² = β at 10 leading steps is the worst row, at "
         "10 trailing steps it ties with DDPM-1000.\n"
-        "- **floor**: real-vs-real FD at the same n and class balance (held-out halves). A row "
-        'at or below the floor is not "better than real data": small-n FD rewards low '
-        "variance.\n"
+        "- **floor**: real-vs-real FD at the same n and class balance (held-out halves), "
+        'itself a small-n estimate. A row at or below it is not "better than real data"; '
+        "read it with the diversity column.\n"
         "- **wall s**: mean wall time per seed, from runs on a shared, differently loaded "
         "machine: rough. **speed-up (calls)**: 1000 ÷ model calls, exact.\n"
         "- **oracle W₂ (exact)**: the same sampler on Gaussian digits (per-pixel N(μ, s²) of "

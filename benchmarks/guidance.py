@@ -79,11 +79,11 @@ def render(payload: dict[str, Any]) -> str:
         f"(classes 0…9), each w with each sampler, x̂0 clipped, seeds {payload['seeds']}; each "
         "measured column is the mean over the seeds ± t·SE (accuracy: the Wilson "
         "interval of all seeds' digits together). The floor is real-vs-real FD at the same n "
-        "and class balance: small-n FD rewards low variance, so a value near or below it is "
-        'not "better than real". DDPM (a reverse SDE) and DDIM η = 0 (the probability-flow '
-        "ODE) agree without guidance; with it they converge to different distributions (the "
-        "guided ε̃ is not the score of any noised distribution), so read w with its "
-        "sampler.\n\n"
+        "and class balance, itself a small-n estimate: a value near or below it is not "
+        '"better than real"; read it with the diversity column. DDPM (a reverse SDE) and '
+        "DDIM η = 0 (the probability-flow ODE) agree without guidance; with it they "
+        "converge to different distributions (the guided ε̃ is not the score of any "
+        "noised distribution), so read w with its sampler.\n\n"
         + interval_note(len(payload["seeds"]))
         + "\n\n"
         + markdown_table(payload["rows"], COLUMNS)

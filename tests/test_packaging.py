@@ -85,7 +85,7 @@ def test_core_is_torch_numpy_tqdm_and_dev_has_every_extra():
         assert {_name(r) for r in extras[name]} <= dev, f"dev lacks [{name}]"
     # the notebooks' setup cell and the Colab check install extras that exist
     assert set(nbtools.NOTEBOOK_EXTRAS) <= set(extras) - {"dev"}
-    assert f'EXTRAS = "[{",".join(nbtools.NOTEBOOK_EXTRAS)}]"' in nbtools.setup_cell()
+    assert f', "[{",".join(nbtools.NOTEBOOK_EXTRAS)}]"\n' in nbtools.setup_cell()
 
 
 def test_the_wheel_alone_imports_and_samples_in_a_clean_venv(tmp_path):

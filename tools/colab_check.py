@@ -18,7 +18,8 @@
    temporary folder, runs ``pytest --nbval-lax`` on it there, checks that the package came
    in as a normal (not editable) install, and reports the wall time;
 5. checks the setup cell's failure path: a source pip cannot install shows pip's error in
-   one block and the learner's instructions, not a CalledProcessError.
+   one block, then the import's ModuleNotFoundError and its line, whose comment says what to
+   do; never a CalledProcessError.
 
 The times go to build/colab/times.txt. ``make test`` runs this after pytest.
 """
@@ -110,6 +111,11 @@ def write_stub() -> None:
     (STUB / "sitecustomize.py").write_text(STUB_SITECUSTOMIZE)
 
 
+def wheel_with_extras(wheel: Path) -> str:
+    """The pip requirement the setup cell installs: the wheel with the notebooks' extras."""
+    return f"{wheel}[{','.join(nbtools.NOTEBOOK_EXTRAS)}]"
+
+
 def kernel_env(source: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(
@@ -146,7 +152,9 @@ def run_notebook(ipynb: Path, wheel: Path) -> float:
         start = time.perf_counter()
         cmd = [venv_python(), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
                "--nbval-current-env", "--nbval-cell-timeout=900", ipynb.name]  # fmt: skip
-        done = subprocess.run([str(c) for c in cmd], cwd=tmp, env=kernel_env(str(wheel)))
+        done = subprocess.run(
+            [str(c) for c in cmd], cwd=tmp, env=kernel_env(wheel_with_extras(wheel))
+        )
         seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"colab check: {ipynb.name} failed (pytest exit {done.returncode})")
@@ -160,17 +168,20 @@ def check_failed_install() -> None:
     uninstall()
     setup = nbtools.setup_cell().removeprefix("# %%\n")
     extras = ",".join(nbtools.NOTEBOOK_EXTRAS)
-    advice = ["ModuleNotFoundError", "clone the repository", "make lab",
+    # the traceback shows the import line, whose comment says what to do
+    advice = ["ModuleNotFoundError", "make lab` in a clone",
               f"pip install -e '.[{extras}]'"]  # fmt: skip
     pip_failed = ["pip could not install", f".whl[{extras}]", "ERROR"]  # with the extras
     with tempfile.TemporaryDirectory(prefix="colab-") as tmp:
-        in_colab = kernel_env(str(Path(tmp) / "no_such_wheel-0.1-py3-none-any.whl"))
+        in_colab = kernel_env(f"{Path(tmp) / 'no_such_wheel-0.1-py3-none-any.whl'}[{extras}]")
         outside = {**in_colab, "PYTHONPATH": ""}  # no google.colab: a local Jupyter
         for env, wanted, unwanted in [
             (in_colab, [*pip_failed, *advice], ["CalledProcessError"]),
             (outside, advice, ["installing", "pip could not install"]),
         ]:
-            done = subprocess.run([str(venv_python()), "-c", setup], cwd=tmp, env=env,
+            cell = Path(tmp) / "setup_cell.py"  # a file, so the traceback shows the line
+            cell.write_text(setup)
+            done = subprocess.run([str(venv_python()), cell], cwd=tmp, env=env,
                                   capture_output=True, text=True)  # fmt: skip
             out = done.stdout + done.stderr
             wrong = [w for w in wanted if w not in out] + [u for u in unwanted if u in out]
@@ -185,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="notebook names or stems (default: all)")
     parser.add_argument("--python", default="python3", help="the Python to make the venv from")
     args = parser.parse_args(argv)
-    notebooks = [p.with_suffix(".ipynb") for p in nbtools.twins()]
+    notebooks = [nbtools.notebook_of(p) for p in nbtools.twins()]
     if args.names:
         stems = {Path(n).stem for n in args.names}
         notebooks = [p for p in notebooks if p.stem in stems]

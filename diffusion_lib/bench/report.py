@@ -33,7 +33,8 @@ def markdown(payload: dict[str, Any], command: str) -> str:
         f"Command: `{command}`",
         "",
         f"torch {env['torch']}, Python {env['python']}, {env['machine']}, "
-        f"{env['cpu_count']} CPUs, {env['threads']} torch threads, device {env['device']}"
+        + (f"CPU {env['cpu']}, " if "cpu" in env else "")
+        + f"{env['cpu_count']} CPUs, {env['threads']} torch threads, device {env['device']}"
         f"{' (' + env['gpu'] + ')' if 'gpu' in env else ''}, git {env['git']}. "
         f"Model `{payload['config']['model']}` (652k-parameter UNet, 8×8). Median of "
         f"{payload['config']['repeats']} runs after a warm-up, variants interleaved; "

@@ -412,12 +412,27 @@ def bench_generation(
     return rows
 
 
+def cpu_name() -> str:
+    """The CPU's model name and the vector unit torch's CPU kernels use (e.g. AVX2, AVX512):
+    bf16 on a CPU is fast only with native bf16 units, so a CPU table needs both."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()}"
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     """Where the numbers come from."""
     env = {
         "torch": torch.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "device": str(device),

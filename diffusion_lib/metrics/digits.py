@@ -7,8 +7,9 @@
 - **FD floor**: the same distance between real held-out digits, at the same
   sample size and with the same class counts as the samples
   (:func:`digits_matched`, which :func:`digits_quality` uses). It is not "what
-  a perfect model scores": small-n FD rewards low-variance sets, so samples can
-  score *below* it;
+  a perfect model scores": it is itself a noisy small-n estimate (its
+  split-to-split sd is reported), samples can score near or *below* it, and at this
+  n FD moves little when a set loses some variety, so read it with diversity;
 - **class accuracy**: how often the classifier reads the requested digit;
 - **diversity**: mean pairwise L2 distance between samples of one class, in
   pixel space ([−1, 1]), averaged over classes; compare with real digits.
@@ -125,8 +126,9 @@ def digits_quality(
 
     The floor compares real held-out digits with the same n and the same class counts
     (:func:`digits_matched`), so it carries the same small-sample bias as the samples'
-    FD. FD can still come out *below* its floor: small-n FD rewards sets with less
-    variance than real data (guidance and big steps reduce it). ``fd_sd`` and
+    FD. FD can still come out near or *below* its floor, and at this n it moves little
+    when a set loses some variety (guidance and big steps reduce it): read it with
+    ``diversity``. ``fd_sd`` and
     ``fd_floor_sd`` are split-to-split spreads; compare rows with intervals.
 
     Args:
@@ -243,8 +245,8 @@ def matched_real_indices(
 class MatchedMetric:
     """A metric of generated digits and its real-vs-real floor at the same n and classes.
 
-    A value *below* the floor does not mean "better than real data": small-n
-    FD rewards sets with less variance (and KID's floor is 0 in expectation).
+    A value *below* the floor does not mean "better than real data": the floor is
+    itself a noisy estimate at this n (and KID's floor is 0 in expectation).
     Compare the two with :func:`differs`.
     """
 

@@ -49,7 +49,45 @@ def test_no_second_copy_of_a_results_table():
 
 
 def test_notebooks_read_no_path_relative_to_the_repository():
-    for py in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+    for py in sorted((ROOT / "notebooks" / "py").glob("[0-9][0-9]_*.py")):
         text = py.read_text()
         assert not re.search(r"""Path\(\s*["']\.\.""", text), py.name
         assert "../" not in re.sub(r"(?m)^#.*$", "", text), py.name
+
+
+def test_docs_measured_quotes_the_committed_tables():
+    """Every interval docs/measured.md quotes is one a committed table prints, or a paired
+    difference of two of its rows, computed here the way the tables compute theirs."""
+    from diffusion_lib.bench.sweeps import paired_difference
+
+    text = (ROOT / "docs" / "measured.md").read_text()
+    tables = "".join((RESULTS_DIR / f"{n}.md").read_text() for n in NOTEBOOK_TABLES)
+    rows = read_results("samplers")["rows"]
+
+    def row(name: str, steps: int) -> dict:
+        (found,) = [r for r in rows if r["name"] == name and r["steps"] == steps]
+        return found
+
+    ref, beta50 = row("DDPM σ²=β̃", 1000), row("DDPM σ²=β", 50)
+    paired = [
+        paired_difference(beta50, ref, "diversity"),
+        paired_difference(row("DDPM σ²=β̃", 50), ref, "diversity"),
+        paired_difference(row("DDPM σ²=β", 25), ref, "diversity"),
+        paired_difference(row("DDPM σ²=β", 10), ref, "diversity"),
+        paired_difference(row("DDPM σ²=β̃", 50), beta50),
+        paired_difference(row("DDIM η=0", 50), beta50),
+        paired_difference(row("DDPM σ²=β", 25), beta50),
+    ]
+
+    def rounds_to(quoted: str, value: float) -> bool:
+        places = len(quoted.partition(".")[2])
+        return abs(float(quoted.replace("−", "-")) - value) <= 0.5 * 10**-places + 1e-12
+
+    def is_paired(q: str) -> bool:
+        mean, half = q.split(" ± ")
+        return any(rounds_to(mean, d.value) and rounds_to(half, d.half_width()) for d in paired)
+
+    quoted = re.findall(r"[−+]?\d+(?:\.\d+)? ± \d+(?:\.\d+)?", text)
+    assert len(quoted) >= 20
+    for q in quoted:
+        assert q.lstrip("+") in tables or q in tables or is_paired(q), q
