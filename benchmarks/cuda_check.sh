@@ -25,7 +25,8 @@
 # torch.compile warm-ups); profile 20 s; notebooks 01 15 s, 02 31 s, 03 23 s, 06 93 s
 # (04, 05 and 06 then failed on CUDA, fixed since: TF32 convolutions broke two exact
 # identities, a parameterless model needed device=; not yet re-run on a GPU). Notebooks
-# 02, 03 and 07 have grown since (CPU: 45, 45 and 15 s), so allow ~300 s for all seven.
+# 02, 03 and 07 have grown since and 08 is new (CPU, one thread: 52, 48, 21 and 12 s), so
+# allow ~300 s for all eight.
 # Then copy cuda-<card>.{md,json} (e.g. cuda-nvidia-h200) into diffusion_lib/results/ and
 # commit; tests/test_bench.py checks that the pair agrees.
 # The peer rows and the counts (added since) are not yet measured on a GPU: allow ~60-90 s
@@ -86,7 +87,8 @@ if part profile; then
   grep "^===\|^host" "$OUT/profile.txt"
 fi
 
-# 3. every notebook on CUDA, timed (on the 2-core CPU VM, one thread: 5, 52, 48, 13, 18, 35 s)
+# 3. every notebook on CUDA, timed (built on the 2-core CPU VM, one thread, 2026-12-04:
+#    8, 52, 48, 12, 34, 36, 21, 12 s for 01-08)
 if part notebooks; then
   for nb in notebooks/py/0*.py; do
     start=$(date +%s%N)

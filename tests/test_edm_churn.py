@@ -13,10 +13,9 @@ from conftest import ClassOracle
 
 from diffusion_lib.exact.oracle import GaussianOracle
 from diffusion_lib.exact.outputs import CallCounter, exact_ode_output, exact_output
-from diffusion_lib.sampling import sample, sample_progressive
+from diffusion_lib.sampling import SamplerSpec, sample, sample_progressive
 from diffusion_lib.sampling.ode import churn_timesteps, edm_walk, ode_timesteps, sigmas_of
 from diffusion_lib.sampling.registry import (
-    SamplerSpec,
     applies_to,
     ode_samplers,
     sampler_kind,

@@ -24,13 +24,8 @@ from diffusion_lib.sampling.ode import (
     sigmas_of,
     slerp,
 )
-from diffusion_lib.sampling.registry import (
-    SamplerKind,
-    ode_plan,
-    ode_samplers,
-    register,
-    unregister,
-)
+from diffusion_lib.sampling.registry import SamplerKind, ode_samplers, register, unregister
+from diffusion_lib.sampling.samplers import ode_plan
 from diffusion_lib.schedule import cosine_schedule, linear_schedule
 
 MU, S = 0.1, 0.5

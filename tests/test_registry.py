@@ -12,15 +12,14 @@ from diffusion_lib.exact.oracle import GaussianOracle
 from diffusion_lib.sampling import SAMPLERS, SamplerSpec, StepOutput, predict_x0_from_eps
 from diffusion_lib.sampling.registry import (
     OPTIONS,
-    RECOMMENDED,
     SAMPLER_TABLE,
     Sampler,
     SamplerKind,
     register,
-    respaced_plan,
     sampler_kind,
     unregister,
 )
+from diffusion_lib.sampling.samplers import RECOMMENDED, respaced_plan
 from diffusion_lib.schedule import linear_schedule
 
 SCHEDULE = linear_schedule(100)

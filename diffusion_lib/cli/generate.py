@@ -59,13 +59,8 @@ from ..pretrained import available_models
 from ..sampling import SPACINGS, VARIANCES, X0_MODES
 from ..sampling.guidance import CFG_MODES
 from ..sampling.ode import SIGMA_SCHEDULES
-from ..sampling.registry import (
-    RECOMMENDED,
-    SamplerSpec,
-    refuse_options,
-    sampler_names,
-    samplers_help,
-)
+from ..sampling.registry import SamplerSpec, refuse_options, sampler_names, samplers_help
+from ..sampling.samplers import RECOMMENDED
 from ._signals import exit_code, stopped
 
 PRESETS: dict[str, SamplerSpec] = {"recommended": RECOMMENDED}

@@ -16,16 +16,8 @@
 
 from .checks import StepNoise, check_choice
 from .loop import SampleStep, sample, sample_progressive
-from .registry import (
-    RECOMMENDED,
-    SAMPLER_TABLE,
-    Sampler,
-    SamplerKind,
-    SamplerSpec,
-    register,
-    sampler_names,
-    step_at,
-)
+from .registry import SAMPLER_TABLE, Sampler, SamplerKind, SamplerSpec, register, sampler_names
+from .samplers import RECOMMENDED, step_at
 from .spacing import (
     DEFAULT_SPACING,
     SPACINGS,

@@ -7,7 +7,7 @@ Layers, from the paper's formulas up (names follow improved-diffusion):
 - :func:`process_x0` — none, clip to [−1, 1], or dynamic thresholding;
 - :func:`q_posterior_mean` — μ̃_t(x̂0, x_t), the mean of q(x_{t−1} | x_t, x̂0);
 - :func:`ddpm_step`, :func:`ddim_step` — one reverse step by *step index*;
-- :func:`~.registry.step_at` — the same by *original timestep* (diffusers' ``step(t)``).
+- :func:`~.samplers.step_at` — the same by *original timestep* (diffusers' ``step(t)``).
 
 Every step returns a :class:`StepOutput` with its mean and σ, so
 x_prev = mean + σ·z can be read (and reproduced) without passing zeros.
