@@ -296,6 +296,10 @@ def test_ctrl_c_during_start_up_is_one_line_130(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a shell without job control starts background jobs with SIGINT ignored, and a
+        # child inherits that (the command then rightly leaves it ignored): start it as
+        # a terminal would, whatever started this test
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(0.5)  # torch is still being imported
     proc.send_signal(signal.SIGINT)

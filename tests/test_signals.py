@@ -78,6 +78,9 @@ def _start(out: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: a background job of a shell without job control starts with
+        # SIGINT ignored, which the child would inherit (and rightly keep)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
