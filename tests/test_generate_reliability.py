@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_args import start_cli
 
 from diffusion_lib.cli import main
 from diffusion_lib.generate import GenerateConfig, RunConflict, RunLock, prepare, run_plan
@@ -289,18 +290,7 @@ def test_ctrl_c_before_the_first_image_leaves_nothing(where, tmp_path, capsys, m
 
 
 def test_ctrl_c_during_start_up_is_one_line_130(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "diffusion_lib", *ARGS, "--out", str(tmp_path / "o")],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        # a shell without job control starts background jobs with SIGINT ignored, and a
-        # child inherits that (the command then rightly leaves it ignored): start it as
-        # a terminal would, whatever started this test
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    proc = start_cli([*ARGS, "--out", str(tmp_path / "o")])
     time.sleep(0.5)  # torch is still being imported
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

@@ -10,17 +10,15 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from cli_args import TINY_BENCH, TINY_TRAIN
+from cli_args import TINY_BENCH, TINY_TRAIN, start_cli
 
 from diffusion_lib.cli import _signals, main
 from diffusion_lib.cli._signals import Terminated
 
-ROOT = Path(__file__).resolve().parents[1]
 N = 40
 RUN = [
     "generate",
@@ -46,10 +44,6 @@ TRAIN = TINY_TRAIN
 BENCH = [*TINY_BENCH, "--no-write"]
 
 
-def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **extra}
-
-
 def _pngs(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(out.glob("sample_*.png"))}
 
@@ -72,16 +66,7 @@ def clean(tmp_path_factory) -> tuple[dict[str, bytes], bytes]:
 
 
 def _start(out: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "diffusion_lib", *RUN, "--out", str(out)],
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        # as from a terminal: a background job of a shell without job control starts with
-        # SIGINT ignored, which the child would inherit (and rightly keep)
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    return start_cli([*RUN, "--out", str(out)])
 
 
 def _wait_for_first_image(proc: subprocess.Popen[str], out: Path) -> None:
@@ -142,13 +127,7 @@ def test_a_second_signal_during_the_cleanup_prints_no_traceback(
 
 
 def test_sigterm_while_torch_is_imported_is_one_line_143(tmp_path):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "diffusion_lib", *RUN, "--out", str(tmp_path / "o")],
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start(tmp_path / "o")
     time.sleep(0.5)  # torch is still being imported
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)

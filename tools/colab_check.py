@@ -173,14 +173,14 @@ def check_failed_install() -> None:
               f"pip install -e '.[{extras}]'"]  # fmt: skip
     pip_failed = ["pip could not install", f".whl[{extras}]", "ERROR"]  # with the extras
     with tempfile.TemporaryDirectory(prefix="colab-") as tmp:
-        in_colab = kernel_env(f"{Path(tmp) / 'no_such_wheel-0.1-py3-none-any.whl'}[{extras}]")
+        in_colab = kernel_env(wheel_with_extras(Path(tmp) / "no_such_wheel-0.1-py3-none-any.whl"))
         outside = {**in_colab, "PYTHONPATH": ""}  # no google.colab: a local Jupyter
+        cell = Path(tmp) / "setup_cell.py"  # a file, so the traceback shows the line
+        cell.write_text(setup)
         for env, wanted, unwanted in [
             (in_colab, [*pip_failed, *advice], ["CalledProcessError"]),
             (outside, advice, ["installing", "pip could not install"]),
         ]:
-            cell = Path(tmp) / "setup_cell.py"  # a file, so the traceback shows the line
-            cell.write_text(setup)
             done = subprocess.run([str(venv_python()), cell], cwd=tmp, env=env,
                                   capture_output=True, text=True)  # fmt: skip
             out = done.stdout + done.stderr
